@@ -1,0 +1,6 @@
+from .batch_augments import *  # noqa: F401, F403
+from .classifiers import *  # noqa: F401, F403
+from .data_preprocessors import *  # noqa: F401, F403
+from .heads import *  # noqa: F401, F403
+from .losses import *  # noqa: F401, F403
+from .necks import *  # noqa: F401, F403
