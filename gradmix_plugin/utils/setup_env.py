@@ -1,0 +1,96 @@
+"""Runner set-up shared by ``tools/train.py`` and ``tools/test.py``."""
+import os
+import os.path as osp
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+
+def _fix_persistent_workers(node: Any) -> None:
+    """Turn ``persistent_workers`` off wherever ``num_workers`` is 0.
+
+    ``torch.utils.data.DataLoader`` refuses ``persistent_workers=True``
+    without workers; configs and CLI overrides can easily combine them.
+    """
+    if isinstance(node, dict):
+        if (node.get('persistent_workers')
+                and node.get('num_workers', 0) == 0):
+            node['persistent_workers'] = False
+        for value in node.values():
+            _fix_persistent_workers(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _fix_persistent_workers(value)
+
+
+def prepare_config(cfg: Config, config_path: str, work_dir: str = None,
+                   launcher: str = 'none') -> Config:
+    """Apply what both tools need to a loaded config.
+
+    Args:
+        cfg (Config): The loaded config, CLI overrides already merged.
+        config_path (str): Path of the config file (names the default
+            work dir ``./work_dirs/<config name>``).
+        work_dir (str, optional): Work dir from the command line; it wins
+            over the config's. Defaults to None.
+        launcher (str): Job launcher. Defaults to 'none'.
+
+    Returns:
+        Config: The same config, updated in place.
+    """
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join(
+            './work_dirs',
+            osp.splitext(osp.basename(config_path))[0])
+    _fix_persistent_workers(cfg._cfg_dict)
+    return cfg
+
+
+def setup_distributed(cfg: Config, launcher: str) -> None:
+    """Prepare a distributed run; on CPU, use gloo and device-less DDP.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and wraps the
+    model with ``device_ids=[LOCAL_RANK]``, which both fail without CUDA.
+    On CPU the process group is therefore initialised here, with gloo,
+    before the Runner is built (the Runner then skips its own
+    initialisation), and DDP gets ``device_ids=None``. With CUDA nothing is
+    changed: mmengine initialises nccl as configured.
+
+    Args:
+        cfg (Config): The config; ``env_cfg.dist_cfg`` and
+            ``model_wrapper_cfg`` are updated in place on CPU.
+        launcher (str): 'none', 'pytorch', 'slurm' or 'mpi'.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise ValueError(
+            f'launcher {launcher!r} needs CUDA; on CPU use torchrun with '
+            "'--launcher pytorch' (see tools/dist_train.sh)")
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
+    if not torch_dist.is_initialized():
+        timeout = dist_cfg.get('timeout', 1800)
+        torch_dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            timeout=timedelta(seconds=timeout))
+        print_log(
+            f'initialised gloo process group: rank {torch_dist.get_rank()} '
+            f'of {torch_dist.get_world_size()}',
+            logger='current')
+    wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper_cfg.setdefault('type', 'MMDistributedDataParallel')
+    wrapper_cfg.setdefault('broadcast_buffers', False)
+    wrapper_cfg.setdefault('find_unused_parameters',
+                           cfg.get('find_unused_parameters', False))
+    wrapper_cfg['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper_cfg
