@@ -25,6 +25,7 @@ model = dict(
     head=dict(num_classes=2, in_channels=64, topk=(1, )))
 pipeline = [
     dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=16, crop_ratio_range=(0.5, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
@@ -38,9 +39,11 @@ val_dataloader = None
 val_evaluator = None
 val_cfg = None
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
-param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=3)
+param_scheduler = dict(
+    type='CosineAnnealingLR', by_epoch=True, T_max=3, begin=0, end=3)
 train_cfg = dict(by_epoch=True, max_epochs={max_epochs})
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1))
+custom_hooks = {custom_hooks}
 randomness = dict(seed=0)
 """
 
@@ -57,10 +60,12 @@ def data_root(tmp_path_factory):
     return str(root)
 
 
-def write_config(tmp_path, data_root, max_epochs):
-    path = tmp_path / f'tiny_{max_epochs}.py'
+def write_config(tmp_path, data_root, max_epochs, rng_hook=True):
+    path = tmp_path / f'tiny_{max_epochs}_{rng_hook}.py'
+    hooks = [dict(type='RNGStateHook')] if rng_hook else []
     path.write_text(
-        CONFIG.format(data_root=data_root, max_epochs=max_epochs))
+        CONFIG.format(
+            data_root=data_root, max_epochs=max_epochs, custom_hooks=hooks))
     return str(path)
 
 
@@ -89,23 +94,44 @@ def test_custom_imports_registers_plugin_in_fresh_process(tmp_path,
     assert out.count('gradmix_plugin.') == 3
 
 
-def test_train_then_resume_on_cpu(tmp_path, data_root):
-    work_dir = str(tmp_path / 'work')
-    run([
-        sys.executable, 'tools/train.py',
-        write_config(tmp_path, data_root, 2), '--work-dir', work_dir
-    ])
-    first = torch.load(osp.join(work_dir, 'epoch_2.pth'), weights_only=True)
-    assert first['meta']['epoch'] == 2
+def train(tmp_path, data_root, max_epochs, work_dir, *extra, rng_hook=True):
     out = run([
         sys.executable, 'tools/train.py',
-        write_config(tmp_path, data_root, 3), '--work-dir', work_dir,
-        '--resume'
+        write_config(tmp_path, data_root, max_epochs, rng_hook),
+        '--work-dir', work_dir, *extra
     ])
+    checkpoint = torch.load(
+        osp.join(work_dir, f'epoch_{max_epochs}.pth'), weights_only=True)
+    return out, checkpoint
+
+
+def same_weights(a, b):
+    return all(
+        torch.equal(a['state_dict'][k], b['state_dict'][k])
+        for k in a['state_dict'])
+
+
+@pytest.mark.parametrize('rng_hook', [True, False])
+def test_resume_is_exact_with_rng_state_hook(tmp_path, data_root, rng_hook):
+    # The cosine schedule has a fixed T_max, so stopping after epoch 2 and
+    # resuming to epoch 3 must reproduce the uninterrupted 3-epoch run.
+    _, straight = train(
+        tmp_path, data_root, 3, str(tmp_path / 'a'), rng_hook=rng_hook)
+    _, first = train(
+        tmp_path, data_root, 2, str(tmp_path / 'b'), rng_hook=rng_hook)
+    assert first['meta']['epoch'] == 2
+    assert ('rng_state' in first) == rng_hook
+    out, resumed = train(
+        tmp_path,
+        data_root,
+        3,
+        str(tmp_path / 'b'),
+        '--resume',
+        rng_hook=rng_hook)
     assert 'resumed epoch: 2' in out
-    last = torch.load(osp.join(work_dir, 'epoch_3.pth'), weights_only=True)
-    assert last['meta']['epoch'] == 3
-    assert last['meta']['iter'] == 12
+    assert resumed['meta']['iter'] == straight['meta']['iter'] == 12
+    # Without the hook, the augmentation draws of epoch 3 differ.
+    assert same_weights(straight, resumed) == rng_hook
 
 
 def test_torchrun_two_cpu_processes(tmp_path, data_root):
