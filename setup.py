@@ -2,6 +2,8 @@
 mmpretrain."""
 import os
 import re
+import subprocess
+import sys
 
 from setuptools import find_packages, setup
 
@@ -13,24 +15,43 @@ def read_version() -> str:
         return re.search(r"__version__ = '([^']+)'", f.read()).group(1)
 
 
+def installed(dist: str) -> bool:
+    """Whether ``dist`` is installed in the environment being installed into.
+
+    Runs in a subprocess without pip's build-isolation paths, which hide the
+    target environment from this script.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ('PYTHONPATH', 'PYTHONNOUSERSITE')
+    }
+    code = f'import importlib.metadata as m; m.version({dist!r})'
+    return subprocess.run([sys.executable, '-c', code],
+                          env=env,
+                          capture_output=True).returncode == 0
+
+
 def mmcv_requirement() -> str:
     """``mmcv-lite`` unless the full ``mmcv`` is already installed.
 
-    Both provide the ``mmcv`` module that mmpretrain imports; a user with a
-    compiled ``mmcv`` keeps it. ``GRADMIX_MMCV=full`` forces the full one.
+    Both provide the ``mmcv`` module that mmpretrain imports; a compiled
+    ``mmcv`` (CUDA ops) already in the environment is kept, never replaced.
     """
-    if os.environ.get('GRADMIX_MMCV') == 'full':
+    if installed('mmcv'):
         return 'mmcv>=2.0.0,<2.4.0'
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-        try:
-            version('mmcv')
-            return 'mmcv>=2.0.0,<2.4.0'
-        except PackageNotFoundError:
-            pass
-    except ImportError:  # pragma: no cover
-        pass
     return 'mmcv-lite>=2.0.0,<2.4.0'
+
+
+def faiss_requirement() -> str:
+    """``faiss-cpu`` unless the GPU build ``faiss-gpu`` is installed.
+
+    Both provide the ``faiss`` module; installing ``faiss-gpu`` first (or
+    the ``gpu`` extra) keeps the GPU build.
+    """
+    if installed('faiss-gpu'):
+        return 'faiss-gpu>=1.7.4'
+    return 'faiss-cpu>=1.7.4'
 
 
 with open(os.path.join(HERE, 'README.md'), encoding='utf-8') as f:
@@ -53,7 +74,7 @@ setup(
         'mmengine>=0.10.0,<0.11.0',
         'mmpretrain>=1.2.0,<1.3.0',
         mmcv_requirement(),
-        'faiss-cpu>=1.7.4',
+        faiss_requirement(),
         'scikit-learn>=1.0',
         'matplotlib',
         'numpy',
@@ -61,7 +82,7 @@ setup(
         'setuptools<82',
     ],
     extras_require={
-        'gpu': ['faiss-gpu-cu12'],
+        'gpu': ['faiss-gpu>=1.7.4'],
         'tests': [
             'pytest>=7',
             'pytorch-metric-learning>=2.0',
