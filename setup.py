@@ -46,8 +46,8 @@ def mmcv_requirement() -> str:
 def faiss_requirement() -> str:
     """``faiss-cpu`` unless the GPU build ``faiss-gpu`` is installed.
 
-    Both provide the ``faiss`` module; installing ``faiss-gpu`` first (or
-    the ``gpu`` extra) keeps the GPU build.
+    Both provide the ``faiss`` module: install ``faiss-gpu`` before the
+    plugin so that only the GPU build is present.
     """
     if installed('faiss-gpu'):
         return 'faiss-gpu>=1.7.4'

@@ -1,0 +1,3 @@
+from .layercam import LayerCAM, layercam_maps
+
+__all__ = ['LayerCAM', 'layercam_maps']

@@ -1,0 +1,3 @@
+from .gradmix import GradMix
+
+__all__ = ['GradMix']

@@ -1,0 +1,3 @@
+from .osr_data_preprocessor import OSRDataPreprocessor
+
+__all__ = ['OSRDataPreprocessor']

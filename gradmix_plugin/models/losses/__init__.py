@@ -1,0 +1,3 @@
+from .supcon_loss import SupConLoss
+
+__all__ = ['SupConLoss']
