@@ -1,0 +1,32 @@
+from .functional import (
+    class_knn_scores,
+    compute_osr_metrics,
+    faiss_gpu_available,
+    fpr_at_95_tpr,
+    knn_scores,
+    l2_normalize,
+    logit_scores,
+    oscr,
+    oscr_arpl,
+    oscr_curve,
+)
+from .metrics import OSR_SCORES, OSRMetric
+from .report import (
+    METRICS_FILENAME,
+    format_osr_table,
+    load_osr_metrics,
+    plot_osr_curves,
+    save_osr_metrics,
+    save_per_sample,
+    split_metric_key,
+    write_osr_report,
+)
+
+__all__ = [
+    'class_knn_scores', 'compute_osr_metrics', 'faiss_gpu_available',
+    'fpr_at_95_tpr', 'knn_scores', 'l2_normalize', 'logit_scores', 'oscr',
+    'oscr_arpl', 'oscr_curve', 'OSRMetric', 'OSR_SCORES', 'METRICS_FILENAME',
+    'format_osr_table', 'load_osr_metrics', 'plot_osr_curves',
+    'save_osr_metrics', 'save_per_sample', 'split_metric_key',
+    'write_osr_report'
+]

@@ -1,0 +1,3 @@
+from .osr_metric import OSR_SCORES, OSRMetric
+
+__all__ = ['OSRMetric', 'OSR_SCORES']

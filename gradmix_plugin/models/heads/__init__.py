@@ -1,0 +1,3 @@
+from .osr_linear_head import OSRLinearClsHead
+
+__all__ = ['OSRLinearClsHead']

@@ -1,0 +1,184 @@
+import time
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.dist import broadcast_object_list, collect_results
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+from mmpretrain.registry import DATASETS, HOOKS
+from torch.utils.data import DataLoader, Subset
+
+from ...evaluation.metrics import OSRMetric
+
+BANK_KEYS = ('feats', 'embeds')
+
+
+@HOOKS.register_module()
+class OSRBankHook(Hook):
+    """Build the kNN training bank of ``OSRMetric`` before val / test.
+
+    Before every validation and test epoch the hook runs ``model.test_step``
+    over ``dataloader`` (the known-class training set with the test
+    pipeline, not shuffled) in eval mode without gradients, keeps the
+    ``feats`` and / or ``embeds`` of every sample with its ``gt_label``,
+    gathers them from all ranks in dataset order (every rank gets the full
+    bank) and calls :meth:`OSRMetric.set_bank` on every ``OSRMetric`` of
+    the evaluator. The bank is cached: it is rebuilt only when the model
+    weights changed (a fingerprint of the state dict on rank 0), so
+    validating and testing the same checkpoint computes it once. The loader
+    is built once, at the first use.
+
+    The priority is ``'LOW'`` so that the hook runs after ``'NORMAL'`` hooks
+    such as ``EMAHook``, which swaps in the averaged weights in
+    ``before_val_epoch``; the bank is then built with the evaluated weights.
+
+    Args:
+        dataloader (dict | DataLoader): The bank loader, or its config for
+            ``Runner.build_dataloader``, e.g. ``dict(batch_size=256,
+            num_workers=4, dataset=..., sampler=dict(type='DefaultSampler',
+            shuffle=False))``.
+        max_samples (int, optional): Use a random subset of this many
+            training samples, drawn once with ``seed`` (the same on every
+            rank). Defaults to None (all samples).
+        seed (int): Seed of the subset. Defaults to 0.
+        collect_device (str): Device for gathering across ranks, ``'cpu'``
+            or ``'gpu'``. Defaults to ``'cpu'``.
+
+    Examples:
+        >>> custom_hooks = [
+        ...     dict(type='OSRBankHook',
+        ...          dataloader=dict(
+        ...              batch_size=256, num_workers=4,
+        ...              dataset=dict(type='OSRDataset', subset='known',
+        ...                           pipeline=test_pipeline, ...),
+        ...              sampler=dict(type='DefaultSampler', shuffle=False)))
+        ... ]
+    """
+
+    priority = 'LOW'
+
+    def __init__(self,
+                 dataloader: Union[dict, DataLoader],
+                 max_samples: Optional[int] = None,
+                 seed: int = 0,
+                 collect_device: str = 'cpu') -> None:
+        if max_samples is not None and max_samples < 1:
+            raise ValueError(
+                f'max_samples must be a positive integer, got {max_samples}')
+        self.dataloader = dataloader
+        self.max_samples = max_samples
+        self.seed = seed
+        self.collect_device = collect_device
+        self._loader: Optional[DataLoader] = None
+        self._cache_key: Optional[Tuple[float, ...]] = None
+        self._bank: Optional[Dict[str, np.ndarray]] = None
+        self._bank_labels: Optional[np.ndarray] = None
+
+    def before_val_epoch(self, runner) -> None:
+        """Set the bank on the OSR metrics of the validation evaluator."""
+        self._update_metrics(runner, runner.val_evaluator.metrics)
+
+    def before_test_epoch(self, runner) -> None:
+        """Set the bank on the OSR metrics of the test evaluator."""
+        self._update_metrics(runner, runner.test_evaluator.metrics)
+
+    def _update_metrics(self, runner, metrics: Sequence) -> None:
+        osr_metrics = [m for m in metrics if isinstance(m, OSRMetric)]
+        if not osr_metrics:
+            runner.logger.warning(
+                'OSRBankHook: the evaluator has no OSRMetric, so no bank is '
+                'built')
+            return
+        if self._loader is None:
+            self._loader = self._build_loader(runner)
+        # Rank 0 decides, so that all ranks take part in the gathering
+        # even if buffers such as BN statistics differ between ranks.
+        shared_key = [self._weights_fingerprint(runner.model)]
+        broadcast_object_list(shared_key)
+        key = shared_key[0]
+        if key != self._cache_key:
+            self._bank, self._bank_labels = self._build_bank(runner)
+            self._cache_key = key
+        else:
+            runner.logger.info(
+                'OSRBankHook: weights unchanged, reusing the bank of '
+                f'{self._bank_labels.size} samples')
+        for metric in osr_metrics:
+            metric.set_bank(self._bank, self._bank_labels)
+
+    @staticmethod
+    def _weights_fingerprint(model: torch.nn.Module) -> Tuple[float, ...]:
+        """Sum and absolute sum of every floating-point state tensor."""
+        if is_model_wrapper(model):
+            model = model.module
+        with torch.no_grad():
+            sums = [
+                torch.stack((t.double().sum(), t.double().abs().sum()))
+                for t in model.state_dict().values() if t.is_floating_point()
+            ]
+        if not sums:
+            return ()
+        return tuple(torch.cat(sums).cpu().tolist())
+
+    def _build_loader(self, runner) -> DataLoader:
+        if isinstance(self.dataloader, DataLoader):
+            if self.max_samples is not None:
+                raise ValueError(
+                    'max_samples needs the dataloader as a config dict')
+            return self.dataloader
+        loader_cfg = dict(self.dataloader)
+        dataset = loader_cfg['dataset']
+        if isinstance(dataset, dict):
+            dataset = DATASETS.build(dataset)
+        if self.max_samples is not None and self.max_samples < len(dataset):
+            indices = np.sort(
+                np.random.default_rng(self.seed).choice(
+                    len(dataset), self.max_samples, replace=False))
+            indices = indices.tolist()
+            dataset = (
+                dataset.get_subset(indices) if hasattr(
+                    dataset, 'get_subset') else Subset(dataset, indices))
+        loader_cfg['dataset'] = dataset
+        return Runner.build_dataloader(loader_cfg, seed=runner.seed)
+
+    def _build_bank(self, runner) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+        start = time.perf_counter()
+        loader = self._loader
+        model = runner.model
+        was_training = model.training
+        model.eval()
+        results: List[tuple] = []
+        keys: Optional[Tuple[str, ...]] = None
+        with torch.no_grad():
+            for data_batch in loader:
+                for data_sample in model.test_step(data_batch):
+                    if keys is None:
+                        keys = tuple(k for k in BANK_KEYS if k in data_sample)
+                    results.append(
+                        (int(data_sample.gt_label.reshape(-1)[0]), ) +
+                        tuple(data_sample.get(k).detach().cpu().numpy()
+                              for k in keys))
+        model.train(was_training)
+
+        collected = collect_results(
+            results, len(loader.dataset), device=self.collect_device)
+        shared = [(keys, collected)]
+        broadcast_object_list(shared)
+        keys, collected = shared[0]
+        if not keys:
+            raise ValueError(
+                'OSRBankHook: the model outputs have neither feats nor '
+                'embeds; use a head or classifier that sets them (e.g. '
+                'OSRLinearClsHead)')
+        labels = np.array([r[0] for r in collected], dtype=np.int64)
+        bank = {
+            k: np.stack([r[i + 1] for r in collected])
+            for i, k in enumerate(keys)
+        }
+        dims = ', '.join(f'{k}: {v.shape[1]}' for k, v in bank.items())
+        runner.logger.info(
+            f'OSRBankHook: built a bank of {labels.size} samples ({dims}) in '
+            f'{time.perf_counter() - start:.1f} s')
+        return bank, labels

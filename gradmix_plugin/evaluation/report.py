@@ -1,0 +1,243 @@
+"""Reports of open-set results: tables, JSON, per-sample arrays and plots.
+
+Files written by :func:`write_osr_report` into a work directory:
+
+- ``osr_metrics.json`` (:data:`METRICS_FILENAME`): the flat metric dict of
+  ``OSRMetric`` (keys like ``osr/class_knn/auroc``, values in percent, NaN
+  written as ``null``); ``tools/summarize_osr.py`` reads it.
+- ``osr_metrics.md``: the table of :func:`format_osr_table`.
+- ``npz_path`` (optional): the per-sample arrays
+  ``OSRMetric.last_per_sample`` (``is_known``, ``gt_label``,
+  ``pred_label``, ``score_{name}``, ``pred_{name}``).
+- In ``show_dir`` (optional): ``roc.png``, ``score_hist.png`` and
+  ``oscr.png``.
+"""
+import json
+import math
+import os
+import os.path as osp
+import warnings
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from mmengine.logging import print_log
+
+from .functional import CLASSIFICATION_METRICS, RANKING_METRICS, oscr_curve
+from .metrics.osr_metric import OSR_SCORES
+
+METRICS_FILENAME = 'osr_metrics.json'
+#: Table columns: metric key and header.
+METRIC_COLUMNS = dict(
+    zip(RANKING_METRICS + CLASSIFICATION_METRICS,
+        ('AUROC', 'AUPR-In', 'AUPR-Out', 'FPR@95 (known +)', 'Acc', 'OSCR',
+         'OSCR (ARPL)')))
+
+
+def split_metric_key(key: str) -> Tuple[Optional[str], str]:
+    """Split ``'[prefix/]score/metric'`` into ``(score, metric)``.
+
+    Keys whose second-to-last part is not a score name (e.g.
+    ``'osr/accuracy'``) give ``(None, key)``.
+    """
+    parts = key.split('/')
+    if len(parts) >= 2 and parts[-2] in OSR_SCORES:
+        return parts[-2], parts[-1]
+    return None, key
+
+
+def _format_value(value: float, std: Optional[float], digits: int) -> str:
+    if std is None:
+        return f'{value:.{digits}f}'
+    if math.isnan(std):
+        return f'{value:.{digits}f} ± -'
+    return f'{value:.{digits}f} ± {std:.{digits}f}'
+
+
+def format_osr_table(metrics: Dict[str, float],
+                     std: Optional[Dict[str, float]] = None,
+                     digits: int = 2) -> str:
+    """Format OSR metrics as a markdown table, one row per score.
+
+    Metrics that belong to no score (``osr/accuracy``, other metrics of the
+    evaluator) are listed below the table.
+
+    Args:
+        metrics (dict[str, float]): Flat metric dict, e.g. what
+            ``OSRMetric`` returns (keys ``[prefix/]score/metric``).
+        std (dict[str, float], optional): Standard deviations with the same
+            keys; cells then read ``mean ± std``. Defaults to None.
+        digits (int): Decimals. Defaults to 2.
+
+    Returns:
+        str: The table.
+    """
+    cells: Dict[str, Dict[str, str]] = {}
+    others = []
+    for key, value in metrics.items():
+        score, metric = split_metric_key(key)
+        text = _format_value(value, None if std is None else std.get(key),
+                             digits)
+        if score is None or metric not in METRIC_COLUMNS:
+            others.append(f'{key}: {text}')
+        else:
+            cells.setdefault(score, {})[metric] = text
+    lines = []
+    if cells:
+        columns = [
+            m for m in METRIC_COLUMNS
+            if any(m in row for row in cells.values())
+        ]
+        lines.append('| Score | ' +
+                     ' | '.join(METRIC_COLUMNS[m] for m in columns) + ' |')
+        lines.append('|---' * (len(columns) + 1) + '|')
+        for score in (s for s in OSR_SCORES if s in cells):
+            row = [cells[score].get(m, '-') for m in columns]
+            lines.append(f'| {score} | ' + ' | '.join(row) + ' |')
+    if others:
+        if lines:
+            lines.append('')
+        lines.extend(others)
+    return '\n'.join(lines)
+
+
+def save_osr_metrics(metrics: Dict[str, float], path: str) -> None:
+    """Write metrics as JSON (NaN as ``null``)."""
+    values = {
+        k: None if math.isnan(float(v)) else float(v)
+        for k, v in metrics.items()
+    }
+    with open(path, 'w') as f:
+        json.dump(values, f, indent=2)
+
+
+def load_osr_metrics(path: str) -> Dict[str, float]:
+    """Read metrics written by :func:`save_osr_metrics` (``null`` -> NaN)."""
+    with open(path) as f:
+        values = json.load(f)
+    return {
+        k: float('nan') if v is None else float(v)
+        for k, v in values.items()
+    }
+
+
+def save_per_sample(per_sample: Dict[str, np.ndarray], path: str) -> None:
+    """Write per-sample arrays (``OSRMetric.last_per_sample``) as npz."""
+    np.savez_compressed(path, **per_sample)
+
+
+def _score_names(per_sample: Dict[str, np.ndarray]) -> List[str]:
+    return [s for s in OSR_SCORES if f'score_{s}' in per_sample]
+
+
+def plot_osr_curves(per_sample: Dict[str, np.ndarray],
+                    show_dir: str) -> List[str]:
+    """Plot ROC curves, score histograms and OSCR curves as PNG files.
+
+    Args:
+        per_sample (dict[str, np.ndarray]): ``OSRMetric.last_per_sample``.
+        show_dir (str): Output directory (created if needed).
+
+    Returns:
+        list[str]: Paths of ``roc.png``, ``score_hist.png`` and
+        ``oscr.png``; empty if the set lacks known or unknown samples.
+    """
+    from matplotlib.figure import Figure
+    from sklearn.metrics import roc_curve
+
+    is_known = np.asarray(per_sample['is_known'], dtype=bool)
+    labels = np.asarray(per_sample['gt_label'])
+    names = _score_names(per_sample)
+    if is_known.all() or not is_known.any() or not names:
+        warnings.warn('no OSR plots: they need known and unknown samples '
+                      'and at least one score',
+                      stacklevel=2)
+        return []
+    os.makedirs(show_dir, exist_ok=True)
+    paths = []
+
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    for name in names:
+        fpr, tpr, _ = roc_curve(is_known, per_sample[f'score_{name}'])
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], color='grey', linestyle=':')
+    ax.set(xlabel='FPR (unknown accepted)', ylabel='TPR (known accepted)',
+           title='ROC, known = positive')
+    ax.legend(loc='lower right')
+    paths.append(osp.join(show_dir, 'roc.png'))
+    fig.savefig(paths[-1], dpi=120, bbox_inches='tight')
+
+    fig = Figure(figsize=(4 * len(names), 3.5))
+    for ax, name in zip(np.atleast_1d(fig.subplots(1, len(names))), names):
+        values = per_sample[f'score_{name}']
+        bins = np.histogram_bin_edges(values, bins=50)
+        ax.hist(values[is_known], bins=bins, alpha=0.6, density=True,
+                label='known')
+        ax.hist(values[~is_known], bins=bins, alpha=0.6, density=True,
+                label='unknown')
+        ax.set(title=name, xlabel='score')
+        ax.legend()
+    paths.append(osp.join(show_dir, 'score_hist.png'))
+    fig.savefig(paths[-1], dpi=120, bbox_inches='tight')
+
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    for name in names:
+        correct = is_known & (per_sample[f'pred_{name}'] == labels)
+        fpr, ccr, _ = oscr_curve(per_sample[f'score_{name}'], is_known,
+                                 correct)
+        ax.plot(fpr, ccr, label=name)
+    ax.set(xlabel='FPR (unknown accepted)',
+           ylabel='CCR (known accepted and correct)', title='OSCR curve')
+    ax.legend(loc='lower right')
+    paths.append(osp.join(show_dir, 'oscr.png'))
+    fig.savefig(paths[-1], dpi=120, bbox_inches='tight')
+    return paths
+
+
+def write_osr_report(metrics: Dict[str, float],
+                     per_sample: Optional[Dict[str, np.ndarray]],
+                     out_dir: str,
+                     npz_path: Optional[str] = None,
+                     show_dir: Optional[str] = None) -> Dict[str, str]:
+    """Log the OSR table and write the report files of one evaluation.
+
+    Args:
+        metrics (dict[str, float]): Flat metric dict of the evaluator.
+        per_sample (dict[str, np.ndarray], optional):
+            ``OSRMetric.last_per_sample``, needed by ``npz_path`` and
+            ``show_dir``.
+        out_dir (str): Directory of ``osr_metrics.json`` and
+            ``osr_metrics.md``.
+        npz_path (str, optional): Write the per-sample arrays to this npz
+            file. Defaults to None (not written).
+        show_dir (str, optional): Directory of the PNG plots. Defaults to
+            None (no plots).
+
+    Returns:
+        dict[str, str]: Written paths by kind (``'json'``, ``'table'``,
+        ``'per_sample'``, ``'roc'``, ``'score_hist'``, ``'oscr'``).
+    """
+    if per_sample is None and (npz_path or show_dir):
+        raise ValueError(
+            'npz_path and show_dir need the per-sample arrays, got '
+            'per_sample=None')
+    table = format_osr_table(metrics)
+    print_log('Open-set recognition metrics (%):\n' + table,
+              logger='current')
+    os.makedirs(out_dir, exist_ok=True)
+    written = dict(
+        json=osp.join(out_dir, METRICS_FILENAME),
+        table=osp.join(out_dir, 'osr_metrics.md'))
+    save_osr_metrics(metrics, written['json'])
+    with open(written['table'], 'w') as f:
+        f.write(table + '\n')
+    if npz_path:
+        npz_dir = osp.dirname(osp.abspath(npz_path))
+        os.makedirs(npz_dir, exist_ok=True)
+        save_per_sample(per_sample, npz_path)
+        written['per_sample'] = npz_path
+    if show_dir:
+        for path in plot_osr_curves(per_sample, show_dir):
+            written[osp.splitext(osp.basename(path))[0]] = path
+    return written

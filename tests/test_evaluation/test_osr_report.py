@@ -1,0 +1,116 @@
+import csv
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+
+from gradmix_plugin.evaluation import (
+    METRICS_FILENAME,
+    OSRMetric,
+    format_osr_table,
+    load_osr_metrics,
+    save_osr_metrics,
+    split_metric_key,
+    write_osr_report,
+)
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def load_summarize_tool():
+    spec = importlib.util.spec_from_file_location(
+        'summarize_osr', osp.join(REPO, 'tools', 'summarize_osr.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_evaluation(seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([rng.integers(0, 3, 30), -np.ones(15, int)])
+    logits = rng.normal(size=(45, 3)).astype(np.float32)
+    logits[:30][np.arange(30), labels[:30]] += 2.0
+    metrics, per_sample = OSRMetric.calculate(
+        dict(logits=logits), labels, scores=('msp', 'mls'))
+    return {f'osr/{k}': v for k, v in metrics.items()}, per_sample
+
+
+def test_split_metric_key_and_table():
+    assert split_metric_key('osr/class_knn/auroc') == ('class_knn', 'auroc')
+    assert split_metric_key('mls/oscr') == ('mls', 'oscr')
+    assert split_metric_key('osr/accuracy') == (None, 'osr/accuracy')
+    table = format_osr_table({
+        'osr/mls/auroc': 91.234,
+        'osr/msp/auroc': 90.0,
+        'osr/msp/oscr': 80.5,
+        'osr/accuracy': 95.0
+    })
+    lines = table.splitlines()
+    assert lines[0] == '| Score | AUROC | OSCR |'
+    # Rows in report order (msp before mls), missing cells '-'.
+    assert lines[2] == '| msp | 90.00 | 80.50 |'
+    assert lines[3] == '| mls | 91.23 | - |'
+    assert lines[-1] == 'osr/accuracy: 95.00'
+    table = format_osr_table({'mls/auroc': 90.0}, std={'mls/auroc': 1.5})
+    assert '| mls | 90.00 ± 1.50 |' in table
+
+
+def test_json_round_trip_keeps_nan(tmp_path):
+    path = str(tmp_path / 'm.json')
+    save_osr_metrics({'a/auroc': float('nan'), 'b': np.float64(2.5)}, path)
+    with open(path) as f:
+        assert json.load(f) == {'a/auroc': None, 'b': 2.5}
+    loaded = load_osr_metrics(path)
+    assert np.isnan(loaded['a/auroc']) and loaded['b'] == 2.5
+
+
+def test_write_osr_report(tmp_path):
+    metrics, per_sample = fake_evaluation()
+    written = write_osr_report(
+        metrics,
+        per_sample,
+        out_dir=str(tmp_path / 'work'),
+        npz_path=str(tmp_path / 'out' / 'scores.npz'),
+        show_dir=str(tmp_path / 'show'))
+    assert load_osr_metrics(written['json']) == pytest.approx(metrics)
+    with open(written['table']) as f:
+        assert f.read().strip() == format_osr_table(metrics)
+    saved = np.load(written['per_sample'])
+    assert set(saved.files) == set(per_sample)
+    np.testing.assert_array_equal(saved['score_mls'], per_sample['score_mls'])
+    for name in ('roc', 'score_hist', 'oscr'):
+        with open(written[name], 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    with pytest.raises(ValueError, match='per_sample=None'):
+        write_osr_report(metrics, None, str(tmp_path), show_dir='x')
+
+
+def test_summarize_osr_tool(tmp_path, capsys):
+    tool = load_summarize_tool()
+    runs = [fake_evaluation(seed)[0] for seed in range(3)]
+    for i, run in enumerate(runs):
+        # The tool also finds the file in a sub folder (a timestamp dir).
+        folder = tmp_path / f'split{i}' / ('2024' if i == 2 else '')
+        os.makedirs(folder, exist_ok=True)
+        save_osr_metrics(run, str(folder / METRICS_FILENAME))
+    csv_path = str(tmp_path / 'summary.csv')
+    tool.main([str(tmp_path / f'split{i}') for i in range(3)] +
+              ['--csv', csv_path])
+
+    values = np.array([run['osr/mls/auroc'] for run in runs])
+    mean, std = values.mean(), values.std(ddof=1)
+    output = capsys.readouterr().out
+    assert 'over 3 runs' in output
+    assert f'| mls | {mean:.2f} ± {std:.2f} |' in output
+    with open(csv_path) as f:
+        rows = {row['key']: row for row in csv.DictReader(f)}
+    assert rows['osr/mls/auroc']['score'] == 'mls'
+    assert rows['osr/mls/auroc']['metric'] == 'auroc'
+    assert float(rows['osr/mls/auroc']['mean']) == pytest.approx(mean)
+    assert float(rows['osr/mls/auroc']['std']) == pytest.approx(std)
+    assert rows['osr/accuracy']['n'] == '3'
+    with pytest.raises(FileNotFoundError, match='no osr_metrics.json'):
+        tool.main([str(tmp_path / 'missing')])

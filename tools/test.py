@@ -1,0 +1,99 @@
+"""Test a checkpoint and report open-set recognition metrics.
+
+Prints a table of every metric for every score, writes the metrics as JSON
+(``<work_dir>/osr_metrics.json``), the per-sample scores as ``.npz`` with
+``--out``, and ROC/histogram/OSCR plots as PNG with ``--show-dir``.
+
+Examples:
+    python tools/test.py configs/gradmix_resnet18_digits.py \
+        work_dirs/gradmix_resnet18_digits/epoch_30.pth --out scores.npz
+    bash tools/dist_test.sh CONFIG CHECKPOINT 2
+"""
+import argparse
+import os
+
+from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from gradmix_plugin.evaluation import OSRMetric, write_osr_report
+from gradmix_plugin.utils import prepare_config, setup_distributed
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Test a checkpoint with open-set recognition metrics')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='the dir to save logs and the metrics JSON')
+    parser.add_argument(
+        '--out', help='write per-sample scores to this .npz file')
+    parser.add_argument(
+        '--show-dir', help='write ROC, histogram and OSCR plots (PNG) here')
+    parser.add_argument(
+        '--amp', action='store_true', help='test with mixed precision')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='disable pin_memory in the dataloaders')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, as key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merge the command line into the config."""
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.amp:
+        cfg.test_cfg.fp16 = True
+    cfg.test_dataloader.setdefault('pin_memory', True)
+    if args.no_pin_memory:
+        cfg.test_dataloader.pin_memory = False
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return prepare_config(cfg, args.config, args.work_dir, args.launcher)
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = merge_args(Config.fromfile(args.config), args)
+    setup_distributed(cfg, args.launcher)
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    metrics = runner.test()
+    if not is_main_process():
+        return
+    osr_metrics = [
+        m for m in runner.test_evaluator.metrics if isinstance(m, OSRMetric)
+    ]
+    if not osr_metrics:
+        raise ValueError(
+            f'{args.config} has no OSRMetric in test_evaluator; add '
+            "dict(type='OSRMetric') to report open-set metrics")
+    write_osr_report(
+        metrics,
+        osr_metrics[0].last_per_sample,
+        out_dir=runner.work_dir,
+        npz_path=args.out,
+        show_dir=args.show_dir)
+
+
+if __name__ == '__main__':
+    main()
