@@ -14,11 +14,16 @@ import os
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from gradmix_plugin.evaluation import OSRMetric, write_osr_report
-from gradmix_plugin.utils import prepare_config, setup_distributed
+from gradmix_plugin.utils import (
+    check_checkpoint_fits,
+    prepare_config,
+    setup_distributed,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,6 +82,10 @@ def main() -> None:
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+    # mmengine only warns when the checkpoint does not fit the model.
+    model = runner.model.module if is_model_wrapper(runner.model) \
+        else runner.model
+    check_checkpoint_fits(model, args.checkpoint)
     metrics = runner.test()
     if not is_main_process():
         return

@@ -8,8 +8,10 @@ Examples:
 """
 import argparse
 import os
+from typing import Optional
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -46,7 +48,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--no-persistent-workers',
         action='store_true',
-        help='disable persistent_workers in the dataloaders')
+        help='disable persistent_workers in the val/test dataloaders '
+        '(training workers are restarted every epoch for exact resume)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -94,7 +97,27 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             loader.persistent_workers = False
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    make_workers_resumable(cfg.get('train_dataloader', None))
     return prepare_config(cfg, args.config, args.work_dir, args.launcher)
+
+
+def make_workers_resumable(loader: Optional[dict]) -> None:
+    """Restart the training workers every epoch, seeded from the
+    checkpointed torch generator, so that ``--resume`` redraws the data
+    augmentation of an uninterrupted run (see
+    :func:`gradmix_plugin.utils.resumable_worker_init_fn`). A
+    ``worker_init_fn`` of the config is kept."""
+    if loader is None or not loader.get('num_workers', 0):
+        return
+    if loader.get('persistent_workers'):
+        print_log(
+            'train_dataloader: persistent_workers turned off, so that the '
+            'workers of every epoch are seeded from the checkpointed random '
+            'state and --resume is exact',
+            logger='current')
+    loader.persistent_workers = False
+    loader.setdefault('worker_init_fn',
+                      dict(type='resumable_worker_init_fn'))
 
 
 def main() -> None:

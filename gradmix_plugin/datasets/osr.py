@@ -15,9 +15,22 @@ UNKNOWN_LABEL = -1
 
 def _build_dataset(dataset: Union[BaseDataset, dict],
                    argument: str) -> BaseDataset:
-    """Build a dataset config, or check a built dataset's type."""
+    """Build a dataset config, or check a built dataset's type.
+
+    A failure to build (e.g. a missing ``data_root``, or a download
+    attempted by CIFAR/MNIST datasets whose files are not there) keeps its
+    type and message and gets a note naming the dataset and its root.
+    """
     if isinstance(dataset, dict):
-        dataset = DATASETS.build(dataset)
+        try:
+            dataset = DATASETS.build(dataset)
+        except Exception as err:
+            err.add_note(
+                f'while building OSRDataset `{argument}` of type '
+                f'{dataset.get("type")!r} with data_root='
+                f'{dataset.get("data_root")!r}: check that the data is '
+                'there (see docs/troubleshooting.md)')
+            raise
     if not isinstance(dataset, BaseDataset):
         raise TypeError(
             f'OSRDataset `{argument}` must be an mmpretrain BaseDataset or '
@@ -283,7 +296,15 @@ class OSRDataset:
         """
         data_info = self.get_data_info(idx)
         source = self._sources[self._source_ids[data_info['sample_idx']]]
-        data = source.pipeline(data_info)
+        try:
+            data = source.pipeline(data_info)
+        except Exception as err:
+            # e.g. cv2 fails on an empty file without naming it.
+            err.add_note(
+                f'while loading OSRDataset sample {idx} '
+                f'(img_path={data_info.get("img_path")!r}) with the '
+                f'pipeline of {type(source).__name__}')
+            raise
         if data is None:
             raise RuntimeError(
                 f'The pipeline of {type(source).__name__} returned None for '

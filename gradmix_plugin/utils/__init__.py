@@ -1,15 +1,18 @@
 from .checkpoint import (
                          UnsafeCheckpointError,
+                         check_checkpoint_fits,
                          load_from_local_safely,
                          register_checkpoint_loader,
                          register_safe_globals,
 )
 from .setup_env import prepare_config, setup_distributed
+from .worker_seed import resumable_worker_init_fn
 
 register_checkpoint_loader()
 
 __all__ = [
-    'UnsafeCheckpointError', 'load_from_local_safely',
+    'UnsafeCheckpointError', 'check_checkpoint_fits',
+    'load_from_local_safely',
     'register_checkpoint_loader', 'register_safe_globals', 'prepare_config',
-    'setup_distributed'
+    'setup_distributed', 'resumable_worker_init_fn'
 ]

@@ -112,7 +112,15 @@ def load_from_local_safely(filename: str,
             raise RuntimeError(
                 f'checkpoint file {filename} is corrupted or not a PyTorch '
                 f'checkpoint: {err}') from err
-        names = _unsafe_globals(filename)
+        try:
+            names = _unsafe_globals(filename)
+        except (RuntimeError, EOFError, ValueError,
+                pickle.UnpicklingError) as scan_err:
+            # Not a torch.save file at all (e.g. a legacy-format or
+            # garbage file whose first bytes happen to unpickle).
+            raise RuntimeError(
+                f'checkpoint file {filename} is corrupted or not a PyTorch '
+                f'checkpoint: {scan_err}') from err
         what = (f'pickled global(s) {", ".join(names)} outside the '
                 'allow-list of gradmix_plugin.utils.checkpoint'
                 if names else f'a forbidden object ({err})')
@@ -125,6 +133,56 @@ def load_from_local_safely(filename: str,
         raise RuntimeError(
             f'checkpoint file {filename} is corrupted or not a PyTorch '
             f'checkpoint ({type(err).__name__}: {err})') from err
+
+
+def check_checkpoint_fits(model: torch.nn.Module, filename: str) -> None:
+    """Raise unless a checkpoint has exactly the parameters and buffers of
+    ``model``, with the same shapes.
+
+    mmengine's ``load_from`` only warns about mismatches (and only on rank
+    0), then runs with the model's random initial values where the
+    checkpoint did not fit, e.g. a classifier head trained with another
+    number of classes. Testing such a model silently reports meaningless
+    metrics, so ``tools/test.py`` checks first, on every rank.
+
+    Args:
+        model (nn.Module): The unwrapped model.
+        filename (str): The checkpoint (loaded with the registered safe
+            loader).
+
+    Raises:
+        ValueError: Naming every mismatched entry with both shapes, and the
+            entries missing from / unexpected in the checkpoint.
+    """
+    checkpoint = CheckpointLoader.load_checkpoint(filename, 'cpu')
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    state_dict = {
+        key[len('module.'):] if key.startswith('module.') else key: value
+        for key, value in state_dict.items()
+    }
+    expected = model.state_dict()
+    problems = [
+        f'{key} has shape {tuple(state_dict[key].shape)} in the checkpoint '
+        f'but {tuple(value.shape)} in the model'
+        for key, value in expected.items()
+        if key in state_dict and state_dict[key].shape != value.shape
+    ]
+    missing = [
+        key for key in expected
+        if key not in state_dict and not key.endswith('num_batches_tracked')
+    ]
+    unexpected = [key for key in state_dict if key not in expected]
+    for what, keys in (('missing in the checkpoint', missing),
+                       ('not in the model', unexpected)):
+        if keys:
+            more = f' and {len(keys) - 5} more' if len(keys) > 5 else ''
+            problems.append(f'{what}: {", ".join(keys[:5])}{more}')
+    if problems:
+        raise ValueError(
+            f'checkpoint {filename} does not fit the model '
+            f'{type(model).__name__}: ' + '; '.join(problems) +
+            '. Was it trained with another config (e.g. another number of '
+            'classes / OSR split)?')
 
 
 def register_checkpoint_loader() -> None:

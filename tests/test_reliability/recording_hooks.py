@@ -1,0 +1,51 @@
+"""Hooks used by the reliability tests inside ``tools/train.py`` runs.
+
+Imported through ``custom_imports`` (the tests put this folder on
+``PYTHONPATH``), so they are registered in the training processes.
+"""
+import json
+import os.path as osp
+import time
+
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+
+@HOOKS.register_module()
+class LossRecorderHook(Hook):
+    """Write every training iteration's losses of this rank to
+    ``<work_dir>/losses_rank<r>.json`` (mmengine logs rank 0 only)."""
+
+    def before_train(self, runner) -> None:
+        self.records = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        self.records.append(
+            {key: float(value)
+             for key, value in outputs.items()})
+
+    def after_train(self, runner) -> None:
+        path = osp.join(runner.work_dir, f'losses_rank{get_rank()}.json')
+        with open(path, 'w') as file:
+            json.dump(self.records, file)
+
+
+@HOOKS.register_module()
+class PauseMidEpochHook(Hook):
+    """After iteration ``iter_in_epoch`` (1-based) of epoch ``epoch``
+    (1-based), write ``marker`` and wait to be killed."""
+
+    def __init__(self, epoch: int, iter_in_epoch: int, marker: str) -> None:
+        self.epoch = epoch
+        self.iter_in_epoch = iter_in_epoch
+        self.marker = marker
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if (runner.epoch + 1 == self.epoch
+                and batch_idx + 1 == self.iter_in_epoch):
+            with open(self.marker, 'w') as file:
+                file.write(str(runner.iter + 1))  # iterations done
+            time.sleep(300)
