@@ -2,7 +2,7 @@
 import os
 import os.path as osp
 from datetime import timedelta
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as torch_dist
@@ -10,26 +10,58 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 
-def _fix_persistent_workers(node: Any) -> None:
+def iter_dicts(node: Any) -> Iterator[dict]:
+    """Every dict in a config tree (depth first, the root included).
+
+    Args:
+        node: A config, dict, list or tuple.
+
+    Yields:
+        dict: Each dict of the tree, e.g. every dataloader or dataset.
+    """
+    if isinstance(node, dict):
+        yield node
+        children = node.values()
+    elif isinstance(node, (list, tuple)):
+        children = node
+    else:
+        return
+    for child in children:
+        yield from iter_dicts(child)
+
+
+def _fix_persistent_workers(cfg: Config) -> None:
     """Turn ``persistent_workers`` off wherever ``num_workers`` is 0.
 
     ``torch.utils.data.DataLoader`` refuses ``persistent_workers=True``
     without workers; configs and CLI overrides can easily combine them.
     """
-    if isinstance(node, dict):
-        if (node.get('persistent_workers')
-                and node.get('num_workers', 0) == 0):
+    for node in iter_dicts(cfg._cfg_dict):
+        if node.get('persistent_workers') and not node.get('num_workers'):
             node['persistent_workers'] = False
-        for value in node.values():
-            _fix_persistent_workers(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _fix_persistent_workers(value)
+
+
+def _apply_osr_split(cfg: Config) -> None:
+    """Copy the top-level ``osr_split`` into every ``OSRDataset``.
+
+    The plugin's dataset configs read ``split=osr_split``, but a config is
+    parsed before ``--cfg-options`` are merged, so ``osr_split=3`` on the
+    command line would otherwise change nothing. A top-level ``osr_split``
+    therefore wins over the ``split`` of every OSR dataset (training,
+    validation, test and the kNN bank).
+    """
+    split = cfg.get('osr_split', None)
+    if split is None:
+        return
+    for node in iter_dicts(cfg._cfg_dict):
+        if node.get('type') == 'OSRDataset':
+            node['split'] = split
 
 
 def prepare_config(cfg: Config, config_path: str, work_dir: str = None,
                    launcher: str = 'none') -> Config:
-    """Apply what both tools need to a loaded config.
+    """Apply what both tools need to a loaded config: the work dir,
+    ``persistent_workers`` only with workers, and ``osr_split``.
 
     Args:
         cfg (Config): The loaded config, CLI overrides already merged.
@@ -49,7 +81,8 @@ def prepare_config(cfg: Config, config_path: str, work_dir: str = None,
         cfg.work_dir = osp.join(
             './work_dirs',
             osp.splitext(osp.basename(config_path))[0])
-    _fix_persistent_workers(cfg._cfg_dict)
+    _fix_persistent_workers(cfg)
+    _apply_osr_split(cfg)
     return cfg
 
 

@@ -1,0 +1,3 @@
+from .contrastive_classifier import ContrastiveClassifier
+
+__all__ = ['ContrastiveClassifier']

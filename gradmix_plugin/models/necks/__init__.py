@@ -1,0 +1,3 @@
+from .projection_neck import ProjectionNeck
+
+__all__ = ['ProjectionNeck']
