@@ -254,7 +254,10 @@ def class_knn_scores(query: ArrayLike,
     if small.size:
         raise ValueError(
             f'class_knn needs at least k={k} bank vectors per class; classes '
-            f'{small.tolist()} have {counts[small].tolist()}')
+            f'{small.tolist()} have {counts[small].tolist()} (OSRMetric '
+            'also uses class_knn for the predictions of models without '
+            'logits): enlarge the bank (OSRBankHook max_samples) or lower '
+            'class_knn_k')
 
     indexes = [
         _build_index(bank[bank_labels == c], use_gpu, eps)
