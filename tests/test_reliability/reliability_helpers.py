@@ -180,12 +180,16 @@ def run_tool(tool: str, *args: str) -> None:
         argv.insert(argv.index('--cfg-options') + 1, f'experiment_name={name}')
     else:
         argv += ['--cfg-options', f'experiment_name={name}']
-    old_argv = sys.argv
+    old_argv, old_threads = sys.argv, torch.get_num_threads()
     sys.argv = argv
+    # As many threads as the subprocess runs (ENV): CPU kernels reduce in
+    # a thread-count dependent order, and runs are compared bit for bit.
+    torch.set_num_threads(int(ENV['OMP_NUM_THREADS']))
     try:
         runpy.run_path(argv[0], run_name='__main__')
     finally:
         sys.argv = old_argv
+        torch.set_num_threads(old_threads)
 
 
 def run_subprocess(args: List[str], port: bool = False,
