@@ -7,8 +7,9 @@ registries, so that a config can use it with::
     custom_imports = dict(imports=['gradmix_plugin'],
                           allow_failed_imports=False)
 """
-from . import utils  # noqa: F401  (first: checkpoint allow-list, mmcv)
-from . import attribution, datasets, engine, evaluation, models  # noqa: F401
+# ``utils`` also allow-lists the globals of mmengine checkpoints for
+# ``torch.load(weights_only=True)``.
+from . import attribution, datasets, engine, evaluation, models, utils  # noqa
 from .version import __version__
 
 __all__ = ['__version__']
