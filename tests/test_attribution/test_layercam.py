@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from mmpretrain.registry import MODELS
 from pytorch_grad_cam import LayerCAM as GradCamLayerCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -11,32 +10,6 @@ from gradmix_plugin.attribution import LayerCAM, layercam_maps
 NUM_CLASSES = 5
 
 
-def build_classifier(seed: int = 0):
-    torch.manual_seed(seed)
-    model = MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(
-                type='ResNet_CIFAR',
-                depth=18,
-                stem_channels=8,
-                base_channels=8),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(
-                type='LinearClsHead',
-                num_classes=NUM_CLASSES,
-                in_channels=64)))
-    # Non-trivial BN statistics and affine parameters, so that eval and
-    # train mode differ and a moved running stat would be visible.
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    return model
-
-
 def per_image_minmax(maps: np.ndarray) -> np.ndarray:
     low = maps.min(axis=(1, 2), keepdims=True)
     high = maps.max(axis=(1, 2), keepdims=True)
@@ -44,7 +17,7 @@ def per_image_minmax(maps: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize('layer', ['backbone.layer3', 'backbone.layer4'])
-def test_maps_equal_pytorch_grad_cam(layer):
+def test_maps_equal_pytorch_grad_cam(layer, build_classifier):
     """Oracle: pytorch-grad-cam's LayerCAM on the same model, layer, target.
 
     grad-cam normalises every image by its own min-max, resizes with
@@ -56,7 +29,7 @@ def test_maps_equal_pytorch_grad_cam(layer):
     per-image min-max normalised maps at the input size must agree (up to
     the oracle's 1e-7 epsilon and float32 rounding).
     """
-    model = build_classifier()
+    model = build_classifier(NUM_CLASSES, random_bn=True)
     inputs = torch.randn(6, 3, 16, 16)
     targets = torch.tensor([0, 1, 2, 3, 4, 2])
 
@@ -125,8 +98,8 @@ def test_layercam_maps_bad_input():
                       (4, 4))
 
 
-def test_no_parameter_gradient_no_bn_update_flags_restored():
-    model = build_classifier()
+def test_no_parameter_gradient_no_bn_update_flags_restored(build_classifier):
+    model = build_classifier(NUM_CLASSES, random_bn=True)
     model.train()
     model.backbone.layer1.eval()  # a mixed state must come back as it was
     flags = {name: m.training for name, m in model.named_modules()}
@@ -141,8 +114,8 @@ def test_no_parameter_gradient_no_bn_update_flags_restored():
         assert torch.equal(value, state[key]), key
 
 
-def test_eval_mode_during_attribution_and_restore_on_error():
-    model = build_classifier()
+def test_eval_mode_during_attribution_and_restore_on_error(build_classifier):
+    model = build_classifier(NUM_CLASSES, random_bn=True)
     model.train()
     seen = []
 
@@ -159,8 +132,8 @@ def test_eval_mode_during_attribution_and_restore_on_error():
     assert len(model.backbone.layer3._forward_hooks) == 0
 
 
-def test_pred_objective_is_label_of_argmax():
-    model = build_classifier().eval()
+def test_pred_objective_is_label_of_argmax(build_classifier):
+    model = build_classifier(NUM_CLASSES, random_bn=True).eval()
     inputs = torch.randn(4, 3, 16, 16)
     cam = LayerCAM(model, ['backbone.layer3', 'backbone.layer4'])
     predicted = model(inputs, mode='tensor').argmax(dim=1)
@@ -168,8 +141,8 @@ def test_pred_objective_is_label_of_argmax():
         cam(inputs, 'pred'), cam(inputs, 'label', predicted))
 
 
-def test_frozen_parameters_still_give_maps():
-    model = build_classifier()
+def test_frozen_parameters_still_give_maps(build_classifier):
+    model = build_classifier(NUM_CLASSES, random_bn=True)
     for param in model.parameters():
         param.requires_grad_(False)
     maps = LayerCAM(model, ['backbone.layer3'])(
@@ -177,8 +150,8 @@ def test_frozen_parameters_still_give_maps():
     assert maps.shape == (2, 16, 16) and maps.max() > 0
 
 
-def test_autocast_maps_are_float32_and_close():
-    model = build_classifier()
+def test_autocast_maps_are_float32_and_close(build_classifier):
+    model = build_classifier(NUM_CLASSES, random_bn=True)
     inputs = torch.randn(4, 3, 16, 16)
     targets = torch.tensor([0, 1, 2, 3])
     cam = LayerCAM(model, ['backbone.layer3', 'backbone.layer4'])
@@ -191,8 +164,8 @@ def test_autocast_maps_are_float32_and_close():
     assert (mixed - reference).abs().mean() < 0.1
 
 
-def test_capture_records_outputs_and_removes_hooks():
-    model = build_classifier().eval()
+def test_capture_records_outputs_and_removes_hooks(build_classifier):
+    model = build_classifier(NUM_CLASSES, random_bn=True).eval()
     inputs = torch.randn(2, 3, 16, 16)
     cam = LayerCAM(model, ['backbone.layer3', 'backbone.layer4'])
     with cam.capture() as activations:
@@ -210,8 +183,8 @@ def test_capture_records_outputs_and_removes_hooks():
     torch.testing.assert_close(activations[1], out4)
 
 
-def test_bad_arguments():
-    model = build_classifier()
+def test_bad_arguments(build_classifier):
+    model = build_classifier(NUM_CLASSES, random_bn=True)
     with pytest.raises(ValueError, match="'backbone.layer5'.*backbone.layer4"):
         LayerCAM(model, ['backbone.layer3', 'backbone.layer5'])
     cam = LayerCAM(model, ['backbone.layer3'])

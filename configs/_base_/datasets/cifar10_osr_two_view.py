@@ -1,112 +1,26 @@
 # CIFAR-10 open-set recognition (6 known / 4 unknown classes), two SimCLR
-# views per training image.
+# views per training image (loaders, evaluator and bank: osr_two_view.py).
 # Layout: data/cifar10/{train,test}/<class name>/<image>; the sorted class
 # names give the standard ids 0..9. (mmpretrain's binary `CIFAR10` dataset
 # works too: dict(type='CIFAR10', data_root='data/cifar10', split='train'),
-# with the pipelines below minus LoadImageFromFile and to_rgb=False.)
-# The known classes of split `osr_split` are relabelled 0..5; validation
-# and test use the `open` test set (unknown classes get gt_label -1).
-osr_split = 0
-dataset_type = 'CustomDataset'
+# with the pipelines minus LoadImageFromFile and to_rgb=False.)
+# The known classes of split `osr_split` are relabelled 0..5.
+_base_ = ['./osr_two_view.py']
+
 data_root = 'data/cifar10'
-image_size = 32
 
 data_preprocessor = dict(
-    type='OSRDataPreprocessor',
     num_classes=6,
     mean=[125.307, 122.961, 113.8575],
-    std=[51.5865, 50.847, 51.255],
-    to_rgb=True)
-
-# The SimCLR / SupContrast view: torchvision's transforms on a PIL image
-# (mmpretrain's ColorJitter cannot shift the hue with numpy 2: mmcv's
-# adjust_hue casts a negative shift to uint8).
-view_pipeline = [
-    dict(type='NumpyToPIL', to_rgb=True),
-    dict(
-        type='torchvision/RandomResizedCrop',
-        size=image_size,
-        scale=(0.2, 1.0)),
-    dict(type='torchvision/RandomHorizontalFlip', p=0.5),
-    dict(
-        type='RandomApply',
-        transforms=[
-            dict(
-                type='torchvision/ColorJitter',
-                brightness=0.4,
-                contrast=0.4,
-                saturation=0.4,
-                hue=0.1)
-        ],
-        prob=0.8),
-    dict(type='torchvision/RandomGrayscale', p=0.2),
-    dict(type='PILToNumpy', to_bgr=True),
-]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='MultiView', num_views=2, transforms=[view_pipeline]),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='PackInputs'),
-]
+    std=[51.5865, 50.847, 51.255])
 
 train_dataloader = dict(
-    batch_size=256,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='OSRDataset',
-        protocol='cifar10',
-        split=osr_split,
-        subset='known',
-        dataset=dict(
-            type=dataset_type,
-            data_root=data_root,
-            data_prefix='train',
-            pipeline=train_pipeline)))
-
+    dataset=dict(protocol='cifar10', dataset=dict(data_root=data_root)))
 val_dataloader = dict(
-    batch_size=256,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='OSRDataset',
-        protocol='cifar10',
-        split=osr_split,
-        subset='open',
-        dataset=dict(
-            type=dataset_type,
-            data_root=data_root,
-            data_prefix='test',
-            pipeline=test_pipeline)))
+    dataset=dict(protocol='cifar10', dataset=dict(data_root=data_root)))
 test_dataloader = val_dataloader
 
-val_evaluator = dict(
-    type='OSRMetric', scores=('class_knn', 'knn'), feature='embeds')
-test_evaluator = val_evaluator
-
-# The kNN bank of OSRMetric: the known training images with the test
-# pipeline.
-osr_bank_hook = dict(
-    type='OSRBankHook',
-    dataloader=dict(
-        batch_size=256,
-        num_workers=2,
-        persistent_workers=True,
-        sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=dict(
-            type='OSRDataset',
-            protocol='cifar10',
-            split=osr_split,
-            subset='known',
-            dataset=dict(
-                type=dataset_type,
-                data_root=data_root,
-                data_prefix='train',
-                pipeline=test_pipeline))))
+osr_bank_hook = _base_.osr_bank_hook
+osr_bank_hook.dataloader.dataset.protocol = 'cifar10'
+osr_bank_hook.dataloader.dataset.dataset.data_root = data_root
 custom_hooks = [osr_bank_hook]

@@ -1,107 +1,21 @@
 # SVHN open-set recognition (6 known / 4 unknown digits), two SimCLR views
-# per training image. Layout: data/svhn/{train,test}/<digit>/<image> with
-# the digit 0 in folder `0` (the original .mat files label it 10).
-osr_split = 0
-dataset_type = 'CustomDataset'
+# per training image (loaders, evaluator and bank: osr_two_view.py).
+# Layout: data/svhn/{train,test}/<digit>/<image> with the digit 0 in
+# folder `0` (the original .mat files label it 10).
+_base_ = ['./osr_two_view.py']
+
 data_root = 'data/svhn'
-image_size = 32
 
 data_preprocessor = dict(
-    type='OSRDataPreprocessor',
-    num_classes=6,
-    mean=[111.61, 113.17, 120.56],
-    std=[50.50, 51.26, 50.24],
-    to_rgb=True)
-
-# The SimCLR / SupContrast view: torchvision's transforms on a PIL image
-# (mmpretrain's ColorJitter cannot shift the hue with numpy 2: mmcv's
-# adjust_hue casts a negative shift to uint8).
-view_pipeline = [
-    dict(type='NumpyToPIL', to_rgb=True),
-    dict(
-        type='torchvision/RandomResizedCrop',
-        size=image_size,
-        scale=(0.2, 1.0)),
-    dict(type='torchvision/RandomHorizontalFlip', p=0.5),
-    dict(
-        type='RandomApply',
-        transforms=[
-            dict(
-                type='torchvision/ColorJitter',
-                brightness=0.4,
-                contrast=0.4,
-                saturation=0.4,
-                hue=0.1)
-        ],
-        prob=0.8),
-    dict(type='torchvision/RandomGrayscale', p=0.2),
-    dict(type='PILToNumpy', to_bgr=True),
-]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='MultiView', num_views=2, transforms=[view_pipeline]),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='PackInputs'),
-]
+    num_classes=6, mean=[111.61, 113.17, 120.56], std=[50.50, 51.26, 50.24])
 
 train_dataloader = dict(
-    batch_size=256,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='OSRDataset',
-        protocol='svhn',
-        split=osr_split,
-        subset='known',
-        dataset=dict(
-            type=dataset_type,
-            data_root=data_root,
-            data_prefix='train',
-            pipeline=train_pipeline)))
-
+    dataset=dict(protocol='svhn', dataset=dict(data_root=data_root)))
 val_dataloader = dict(
-    batch_size=256,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='OSRDataset',
-        protocol='svhn',
-        split=osr_split,
-        subset='open',
-        dataset=dict(
-            type=dataset_type,
-            data_root=data_root,
-            data_prefix='test',
-            pipeline=test_pipeline)))
+    dataset=dict(protocol='svhn', dataset=dict(data_root=data_root)))
 test_dataloader = val_dataloader
 
-val_evaluator = dict(
-    type='OSRMetric', scores=('class_knn', 'knn'), feature='embeds')
-test_evaluator = val_evaluator
-
-# The kNN bank of OSRMetric: the known training images with the test
-# pipeline.
-osr_bank_hook = dict(
-    type='OSRBankHook',
-    dataloader=dict(
-        batch_size=256,
-        num_workers=2,
-        persistent_workers=True,
-        sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=dict(
-            type='OSRDataset',
-            protocol='svhn',
-            split=osr_split,
-            subset='known',
-            dataset=dict(
-                type=dataset_type,
-                data_root=data_root,
-                data_prefix='train',
-                pipeline=test_pipeline))))
+osr_bank_hook = _base_.osr_bank_hook
+osr_bank_hook.dataloader.dataset.protocol = 'svhn'
+osr_bank_hook.dataloader.dataset.dataset.data_root = data_root
 custom_hooks = [osr_bank_hook]

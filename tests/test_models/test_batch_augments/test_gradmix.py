@@ -19,23 +19,6 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 LAYERS = ('backbone.layer3', 'backbone.layer4')
 
 
-def build_classifier(num_classes: int = 4, seed: int = 0):
-    torch.manual_seed(seed)
-    return MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(
-                type='ResNet_CIFAR',
-                depth=18,
-                stem_channels=8,
-                base_channels=8),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(
-                type='LinearClsHead',
-                num_classes=num_classes,
-                in_channels=64)))
-
-
 def record_lambdas(gradmix: GradMix) -> list:
     """Spy on the ratio draws of ``gradmix`` (the draws are unchanged)."""
     drawn = []
@@ -184,7 +167,7 @@ def test_threshold_box():
     assert lambda_eff == pytest.approx(1 - masked_fraction, abs=1e-6)
 
 
-def test_partner_fill_ce_mode_mixes_scores_by_clipped_area():
+def test_partner_fill_ce_mode_mixes_scores_by_clipped_area(build_classifier):
     model = build_classifier(num_classes=4).eval()
     inputs = torch.randn(6, 3, 16, 16)
     labels = torch.tensor([0, 1, 2, 3, 0, 1])
@@ -214,7 +197,8 @@ def test_partner_fill_ce_mode_mixes_scores_by_clipped_area():
     torch.testing.assert_close(mixed_scores.sum(1), torch.ones(6))
 
 
-def test_ce_step_gradients_and_bn_stats_are_untouched_by_attribution():
+def test_ce_step_gradients_and_bn_stats_are_untouched_by_attribution(
+        build_classifier):
     model = build_classifier(num_classes=4)
     twin = copy.deepcopy(model)
     model.train()
@@ -245,7 +229,7 @@ def test_ce_step_gradients_and_bn_stats_are_untouched_by_attribution():
         assert torch.equal(value, twin_value), key
 
 
-def test_ce_mode_deterministic_under_seed_and_pred_objective():
+def test_ce_mode_deterministic_under_seed_and_pred_objective(build_classifier):
     model = build_classifier(num_classes=4)
     gradmix = GradMix(objective='pred', attribution_layers=['backbone.layer4'])
     gradmix.attach_model(model)
@@ -258,7 +242,7 @@ def test_ce_mode_deterministic_under_seed_and_pred_objective():
     assert not torch.equal(results[0][0], inputs)
 
 
-def test_prob_and_missing_model():
+def test_prob_and_missing_model(build_classifier):
     gradmix = GradMix(prob=0.0)
     with pytest.raises(RuntimeError, match=r"dict\(type='LayerCAMHook'\)"):
         gradmix(torch.randn(2, 3, 8, 8), torch.eye(2))
@@ -272,7 +256,7 @@ def test_prob_and_missing_model():
     assert 0.25 < np.mean(draws) < 0.35
 
 
-def test_pickle_and_deepcopy_drop_the_model():
+def test_pickle_and_deepcopy_drop_the_model(build_classifier):
     gradmix = BATCH_AUGMENTS.build(dict(type='GradMix'))
     model = build_classifier()
     gradmix.attach_model(model)
@@ -282,7 +266,7 @@ def test_pickle_and_deepcopy_drop_the_model():
     assert gradmix.attached_model is model
 
 
-def test_bad_arguments():
+def test_bad_arguments(build_classifier):
     with pytest.raises(ValueError, match="'stripes'"):
         GradMix(fill='stripes')
     with pytest.raises(ValueError, match="'centre'"):

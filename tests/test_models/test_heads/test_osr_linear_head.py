@@ -1,5 +1,4 @@
 import torch
-from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import gradmix_plugin  # noqa: F401
@@ -8,25 +7,8 @@ from gradmix_plugin.models.heads import OSRLinearClsHead
 NUM_CLASSES = 3
 
 
-def tiny_classifier():
-    torch.manual_seed(0)
-    return MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(
-                type='ResNet_CIFAR',
-                depth=18,
-                stem_channels=8,
-                base_channels=8),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(
-                type='OSRLinearClsHead',
-                num_classes=NUM_CLASSES,
-                in_channels=64)))
-
-
-def test_predict_adds_feats_and_logits_end_to_end():
-    model = tiny_classifier().eval()
+def test_predict_adds_feats_and_logits_end_to_end(build_classifier):
+    model = build_classifier(NUM_CLASSES, head_type='OSRLinearClsHead').eval()
     assert isinstance(model.head, OSRLinearClsHead)
     inputs = [torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
               for _ in range(4)]
@@ -51,8 +33,8 @@ def test_predict_adds_feats_and_logits_end_to_end():
         assert sample.gt_label.item() == labels[i]
 
 
-def test_training_loss_is_the_linear_head_loss():
-    model = tiny_classifier()
+def test_training_loss_is_the_linear_head_loss(build_classifier):
+    model = build_classifier(NUM_CLASSES, head_type='OSRLinearClsHead')
     feats = (torch.randn(4, 64), )
     samples = [DataSample().set_gt_label(i % NUM_CLASSES) for i in range(4)]
     loss = model.head.loss(feats, samples)['loss']
