@@ -65,3 +65,18 @@ def test_benchmark_framework_overhead_quick(tmp_path):
     assert results['overhead_ratio'] == pytest.approx(
         results['loops']['mmengine']['median_s'] /
         results['loops']['bare']['median_s'])
+
+
+def test_benchmark_evaluator_quick(tmp_path):
+    results = run_script('benchmark_evaluator.py',
+                         str(tmp_path / 'evaluator.json'))
+    dims = results['settings']['dims']
+    for dim in dims:
+        for name in ('class_knn/faiss', 'class_knn/torch', 'knn/faiss',
+                     'knn/raw_faiss'):
+            stats = results['timings'][f'{name}/{dim}']
+            assert all(sample > 0 for sample in stats['samples_s'])
+        ratio = results['targets']['knn_ratio_to_raw_faiss'][str(dim)]
+        assert ratio == pytest.approx(
+            results['timings'][f'knn/faiss/{dim}']['median_s'] /
+            results['timings'][f'knn/raw_faiss/{dim}']['median_s'])
