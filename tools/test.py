@@ -12,6 +12,7 @@ Examples:
 import argparse
 import os
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
@@ -66,7 +67,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg.resume = False
     if args.amp:
         cfg.test_cfg.fp16 = True
-    cfg.test_dataloader.setdefault('pin_memory', True)
+    cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
     if args.no_pin_memory:
         cfg.test_dataloader.pin_memory = False
     if args.cfg_options is not None:

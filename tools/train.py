@@ -10,6 +10,7 @@ import argparse
 import os
 from typing import Optional
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
@@ -89,7 +90,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         loader = cfg.get(field, None)
         if loader is None:
             continue
-        loader.setdefault('pin_memory', True)
+        # Pinned memory only helps copies to a GPU (and warns without one).
+        loader.setdefault('pin_memory', torch.cuda.is_available())
         loader.setdefault('persistent_workers', True)
         if args.no_pin_memory:
             loader.pin_memory = False
