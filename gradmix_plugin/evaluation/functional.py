@@ -29,6 +29,10 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 
 #: Scores computed from the logits of a linear classifier.
 LOGIT_SCORES = ('msp', 'mls', 'energy')
+#: Scores that need the kNN bank.
+KNN_SCORES = ('class_knn', 'knn')
+#: Every score ``OSRMetric`` knows, in report order.
+OSR_SCORES = KNN_SCORES + LOGIT_SCORES
 #: Keys returned by :func:`compute_osr_metrics` without predictions.
 RANKING_METRICS = ('auroc', 'aupr_in', 'aupr_out', 'fpr95_known_pos')
 #: Keys added by :func:`compute_osr_metrics` when predictions are given.

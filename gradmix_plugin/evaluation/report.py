@@ -20,10 +20,13 @@ import warnings
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from mmengine.logging import print_log
 
-from .functional import CLASSIFICATION_METRICS, RANKING_METRICS, oscr_curve
-from .metrics.osr_metric import OSR_SCORES
+from .functional import (
+    CLASSIFICATION_METRICS,
+    OSR_SCORES,
+    RANKING_METRICS,
+    oscr_curve,
+)
 
 METRICS_FILENAME = 'osr_metrics.json'
 #: Table columns: metric key and header.
@@ -200,7 +203,7 @@ def write_osr_report(metrics: Dict[str, float],
                      out_dir: str,
                      npz_path: Optional[str] = None,
                      show_dir: Optional[str] = None) -> Dict[str, str]:
-    """Log the OSR table and write the report files of one evaluation.
+    """Write the report files of one evaluation.
 
     Args:
         metrics (dict[str, float]): Flat metric dict of the evaluator.
@@ -222,9 +225,7 @@ def write_osr_report(metrics: Dict[str, float],
         raise ValueError(
             'npz_path and show_dir need the per-sample arrays, got '
             'per_sample=None')
-    table = format_osr_table(metrics)
-    print_log('Open-set recognition metrics (%):\n' + table,
-              logger='current')
+    table = format_osr_table(metrics)  # OSRMetric has logged it already
     os.makedirs(out_dir, exist_ok=True)
     written = dict(
         json=osp.join(out_dir, METRICS_FILENAME),

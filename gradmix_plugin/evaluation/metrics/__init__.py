@@ -1,3 +1,4 @@
-from .osr_metric import OSR_SCORES, OSRMetric
+from ..functional import OSR_SCORES
+from .osr_metric import OSRMetric
 
 __all__ = ['OSRMetric', 'OSR_SCORES']

@@ -9,20 +9,19 @@ from mmengine.logging import print_log
 from mmpretrain.registry import METRICS
 
 from ..functional import (
+    KNN_SCORES,
     LOGIT_SCORES,
+    OSR_SCORES,
     class_knn_scores,
     compute_osr_metrics,
     knn_scores,
     l2_normalize,
     logit_scores,
 )
+from ..report import format_osr_table
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
-#: Scores that need the kNN bank.
-KNN_SCORES = ('class_knn', 'knn')
-#: Every score ``OSRMetric`` knows, in report order.
-OSR_SCORES = KNN_SCORES + LOGIT_SCORES
 #: Per-sample model outputs the metric reads.
 OUTPUT_KEYS = ('feats', 'embeds', 'logits')
 
@@ -239,7 +238,8 @@ class OSRMetric(BaseMetric):
         print_log(
             f'OSRMetric: scored {labels.size} samples '
             f'({int((labels >= 0).sum())} known) in '
-            f'{time.perf_counter() - start:.1f} s',
+            f'{time.perf_counter() - start:.1f} s; open-set metrics (%):\n' +
+            format_osr_table(metrics),
             logger='current')
         return metrics
 
