@@ -135,6 +135,30 @@ def table(results: Dict[str, Dict]) -> str:
     return '\n'.join(lines)
 
 
+def plot_roc(work_dirs: Dict[str, str], path: str) -> None:
+    """ROC curves (known = positive) of every arm, one panel per score."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.metrics import roc_curve
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    for axis, score in zip(axes, ('class_knn', 'mls')):
+        for name, work_dir in work_dirs.items():
+            scores = np.load(osp.join(work_dir, 'test', 'scores.npz'))
+            fpr, tpr, _ = roc_curve(scores['is_known'],
+                                    scores[f'score_{score}'])
+            axis.plot(fpr, tpr, label=name)
+        axis.plot([0, 1], [0, 1], ':', color='gray')
+        axis.set(title=score, xlabel='FPR (unknown accepted)',
+                 ylabel='TPR (known accepted)')
+        axis.legend(loc='lower right', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
@@ -163,10 +187,12 @@ def main() -> None:
             raise FileNotFoundError(
                 f'--data-root {args.data_root} has no {split}/ folder of '
                 'CIFAR-10 class folders')
-    results = {}
+    results, work_dirs = {}, {}
     for seed in args.seeds:
         for arm in args.arms:
-            results[f'{arm} (seed {seed})'] = run_arm(arm, args, seed)
+            name = f'{arm} (seed {seed})'
+            results[name] = run_arm(arm, args, seed)
+            work_dirs[name] = osp.join(args.work_root, f'{arm}_seed{seed}')
     summary = table(results)
     print(summary)
     os.makedirs(args.work_root, exist_ok=True)
@@ -174,6 +200,7 @@ def main() -> None:
         json.dump(dict(settings=vars(args), results=results), f, indent=2)
     with open(osp.join(args.work_root, 'summary.md'), 'w') as f:
         f.write(summary + '\n')
+    plot_roc(work_dirs, osp.join(args.work_root, 'roc.png'))
 
 
 if __name__ == '__main__':
