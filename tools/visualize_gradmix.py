@@ -153,6 +153,15 @@ def plot_grid(out: str, images: Tensor, layer_names: Sequence[str],
     fig.savefig(out, dpi=100)
 
 
+def build_model(cfg: Config) -> nn.Module:
+    """Build ``cfg.model`` with the config's top-level
+    ``data_preprocessor``, as mmengine's ``Runner`` does."""
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    return MODELS.build(model_cfg)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
@@ -163,7 +172,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     torch.manual_seed(args.seed)
 
-    model = MODELS.build(copy.deepcopy(cfg.model))
+    model = build_model(cfg)
     if args.checkpoint is not None:
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     model.to(args.device).eval()
