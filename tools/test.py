@@ -10,10 +10,9 @@ Examples:
     bash tools/dist_test.sh CONFIG CHECKPOINT 2
 """
 import argparse
-import os
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
@@ -21,7 +20,9 @@ from mmengine.runner import Runner
 
 from gradmix_plugin.evaluation import OSRMetric, write_osr_report
 from gradmix_plugin.utils import (
+    add_runner_args,
     check_checkpoint_fits,
+    parse_runner_args,
     prepare_config,
     setup_distributed,
 )
@@ -40,25 +41,8 @@ def parse_args() -> argparse.Namespace:
         '--show-dir', help='write ROC, histogram and OSCR plots (PNG) here')
     parser.add_argument(
         '--amp', action='store_true', help='test with mixed precision')
-    parser.add_argument(
-        '--no-pin-memory',
-        action='store_true',
-        help='disable pin_memory in the dataloaders')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, as key=value pairs')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_args(parser)
+    return parse_runner_args(parser)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:

@@ -7,16 +7,20 @@ Examples:
     bash tools/dist_train.sh configs/gradmix_resnet18_cifar10.py 2
 """
 import argparse
-import os
 from typing import Optional
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from gradmix_plugin.utils import prepare_config, setup_distributed
+from gradmix_plugin.utils import (
+    add_runner_args,
+    parse_runner_args,
+    prepare_config,
+    setup_distributed,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,30 +47,12 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='scale the learning rate by the actual total batch size')
     parser.add_argument(
-        '--no-pin-memory',
-        action='store_true',
-        help='disable pin_memory in the dataloaders')
-    parser.add_argument(
         '--no-persistent-workers',
         action='store_true',
         help='disable persistent_workers in the val/test dataloaders '
         '(training workers are restarted every epoch for exact resume)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, as key=value pairs '
-        '(e.g. osr_split=2 train_dataloader.batch_size=64)')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_args(parser)
+    return parse_runner_args(parser)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:

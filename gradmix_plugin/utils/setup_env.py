@@ -1,4 +1,5 @@
 """Runner set-up shared by ``tools/train.py`` and ``tools/test.py``."""
+import argparse
 import os
 import os.path as osp
 from datetime import timedelta
@@ -6,8 +7,50 @@ from typing import Any, Iterator
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
+
+
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
+    """Add the options both tools share.
+
+    ``--no-pin-memory``, ``--cfg-options``, ``--launcher`` and
+    ``--local-rank`` (set by ``torch.distributed.launch``).
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+    """
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='disable pin_memory in the dataloaders')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, as key=value pairs '
+        '(e.g. osr_split=2 train_dataloader.batch_size=64)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line; export ``LOCAL_RANK`` if no launcher did.
+
+    Args:
+        parser (argparse.ArgumentParser): A parser with
+            :func:`add_runner_args` applied.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def iter_dicts(node: Any) -> Iterator[dict]:
