@@ -1,6 +1,10 @@
 """Fixtures shared by the test suite."""
+import os
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 
 def _build_classifier(num_classes: int = 4,
@@ -46,3 +50,16 @@ def build_classifier():
     """The builder of a tiny ResNet-18 classifier (see
     ``_build_classifier``)."""
     return _build_classifier
+
+
+@pytest.fixture(scope='session')
+def png_root(tmp_path_factory) -> str:
+    """A CustomDataset folder: 2 classes x 8 random 16x16 PNG images."""
+    root = tmp_path_factory.mktemp('png_tree')
+    rng = np.random.default_rng(0)
+    for cls in ('a', 'b'):
+        os.makedirs(root / cls)
+        for i in range(8):
+            img = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(img).save(root / cls / f'{i}.png')
+    return str(root)

@@ -15,16 +15,14 @@ import torch
 from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from gradmix_plugin.evaluation import OSRMetric, write_osr_report
 from gradmix_plugin.utils import (
     add_runner_args,
+    build_runner,
     check_checkpoint_fits,
     parse_runner_args,
     prepare_config,
-    setup_distributed,
 )
 
 
@@ -62,11 +60,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    setup_distributed(cfg, args.launcher)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     # mmengine only warns when the checkpoint does not fit the model.
     model = runner.model.module if is_model_wrapper(runner.model) \
         else runner.model

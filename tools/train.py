@@ -12,14 +12,12 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from gradmix_plugin.utils import (
     add_runner_args,
+    build_runner,
     parse_runner_args,
     prepare_config,
-    setup_distributed,
 )
 
 
@@ -111,11 +109,7 @@ def make_workers_resumable(loader: Optional[dict]) -> None:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    setup_distributed(cfg, args.launcher)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     runner.train()
 
 

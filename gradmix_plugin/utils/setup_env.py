@@ -9,6 +9,8 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +129,21 @@ def prepare_config(cfg: Config, config_path: str, work_dir: str = None,
     _fix_persistent_workers(cfg)
     _apply_osr_split(cfg)
     return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Set up distribution for ``cfg.launcher`` and build the Runner.
+
+    Args:
+        cfg (Config): A config prepared by :func:`prepare_config`.
+
+    Returns:
+        Runner: mmengine's ``Runner``, or the ``runner_type`` of the config.
+    """
+    setup_distributed(cfg, cfg.launcher)
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
 
 
 def setup_distributed(cfg: Config, launcher: str) -> None:

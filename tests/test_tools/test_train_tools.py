@@ -4,10 +4,8 @@ import os.path as osp
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import gradmix_plugin  # noqa: F401  (allow-lists checkpoint globals)
 
@@ -48,24 +46,12 @@ randomness = dict(seed=0)
 """
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('folder_data')
-    rng = np.random.default_rng(0)
-    for cls in ('a', 'b'):
-        os.makedirs(root / cls)
-        for i in range(8):
-            img = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
-            Image.fromarray(img).save(root / cls / f'{i}.png')
-    return str(root)
-
-
-def write_config(tmp_path, data_root, max_epochs, rng_hook=True):
+def write_config(tmp_path, png_root, max_epochs, rng_hook=True):
     path = tmp_path / f'tiny_{max_epochs}_{rng_hook}.py'
     hooks = [dict(type='RNGStateHook')] if rng_hook else []
     path.write_text(
         CONFIG.format(
-            data_root=data_root, max_epochs=max_epochs, custom_hooks=hooks))
+            data_root=png_root, max_epochs=max_epochs, custom_hooks=hooks))
     return str(path)
 
 
@@ -78,8 +64,8 @@ def run(args, env=None):
 
 
 def test_custom_imports_registers_plugin_in_fresh_process(tmp_path,
-                                                          data_root):
-    config = write_config(tmp_path, data_root, 1)
+                                                          png_root):
+    config = write_config(tmp_path, png_root, 1)
     code = ('from mmengine.config import Config; '
             f'cfg = Config.fromfile({config!r}); '
             'from mmpretrain.registry import DATASETS, METRICS, MODELS; '
@@ -94,10 +80,10 @@ def test_custom_imports_registers_plugin_in_fresh_process(tmp_path,
     assert out.count('gradmix_plugin.') == 3
 
 
-def train(tmp_path, data_root, max_epochs, work_dir, *extra, rng_hook=True):
+def train(tmp_path, png_root, max_epochs, work_dir, *extra, rng_hook=True):
     out = run([
         sys.executable, 'tools/train.py',
-        write_config(tmp_path, data_root, max_epochs, rng_hook),
+        write_config(tmp_path, png_root, max_epochs, rng_hook),
         '--work-dir', work_dir, *extra
     ])
     checkpoint = torch.load(
@@ -112,18 +98,18 @@ def same_weights(a, b):
 
 
 @pytest.mark.parametrize('rng_hook', [True, False])
-def test_resume_is_exact_with_rng_state_hook(tmp_path, data_root, rng_hook):
+def test_resume_is_exact_with_rng_state_hook(tmp_path, png_root, rng_hook):
     # The cosine schedule has a fixed T_max, so stopping after epoch 2 and
     # resuming to epoch 3 must reproduce the uninterrupted 3-epoch run.
     _, straight = train(
-        tmp_path, data_root, 3, str(tmp_path / 'a'), rng_hook=rng_hook)
+        tmp_path, png_root, 3, str(tmp_path / 'a'), rng_hook=rng_hook)
     _, first = train(
-        tmp_path, data_root, 2, str(tmp_path / 'b'), rng_hook=rng_hook)
+        tmp_path, png_root, 2, str(tmp_path / 'b'), rng_hook=rng_hook)
     assert first['meta']['epoch'] == 2
     assert ('rng_state' in first) == rng_hook
     out, resumed = train(
         tmp_path,
-        data_root,
+        png_root,
         3,
         str(tmp_path / 'b'),
         '--resume',
@@ -134,11 +120,11 @@ def test_resume_is_exact_with_rng_state_hook(tmp_path, data_root, rng_hook):
     assert same_weights(straight, resumed) == rng_hook
 
 
-def test_torchrun_two_cpu_processes(tmp_path, data_root):
+def test_torchrun_two_cpu_processes(tmp_path, png_root):
     work_dir = str(tmp_path / 'dist')
     out = run([
         'bash', 'tools/dist_train.sh',
-        write_config(tmp_path, data_root, 1), '2', '--work-dir', work_dir
+        write_config(tmp_path, png_root, 1), '2', '--work-dir', work_dir
     ],
               env=dict(ENV, PORT=str(29500 + os.getpid() % 1000)))
     assert 'initialised gloo process group: rank 0 of 2' in out
