@@ -31,6 +31,8 @@ import sys
 import time
 from typing import Dict, List
 
+import torch
+from benchmark_utils import machine_info
 from mmengine.config import Config
 
 from gradmix_plugin.utils import iter_dicts
@@ -206,7 +208,14 @@ def main() -> None:
     print(summary)
     os.makedirs(args.work_root, exist_ok=True)
     with open(osp.join(args.work_root, 'summary.json'), 'w') as f:
-        json.dump(dict(settings=vars(args), results=results), f, indent=2)
+        device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        json.dump(
+            dict(
+                machine=machine_info(device),
+                settings=vars(args),
+                results=results),
+            f,
+            indent=2)
     with open(osp.join(args.work_root, 'summary.md'), 'w') as f:
         f.write(summary + '\n')
     plot_roc(work_dirs, osp.join(args.work_root, 'roc.png'))

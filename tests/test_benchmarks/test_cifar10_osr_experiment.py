@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from mmengine.config import Config
 from PIL import Image
 
@@ -50,6 +51,7 @@ def test_experiment_trains_tests_and_resumes(cifar_root, tmp_path):
     with open(osp.join(work_root, 'summary.json')) as file:
         summary = json.load(file)
     assert summary['settings']['epochs'] == 1
+    assert summary['machine']['torch'] == torch.__version__
     assert set(summary['results']) == {f'{arm} (seed 0)' for arm in ARMS}
     for metrics in summary['results'].values():
         for score in ('class_knn', 'mls'):
