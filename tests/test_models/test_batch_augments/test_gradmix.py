@@ -330,24 +330,10 @@ def test_visualize_tool_uses_top_level_data_preprocessor():
     # that mmengine's Runner merges into the model; so must the tool, or
     # it attributes and shows unnormalised images.
     from mmengine import Config
-    cfg = Config(
-        dict(
-            model=dict(
-                type='ContrastiveClassifier',
-                backbone=dict(
-                    type='ResNet_CIFAR',
-                    depth=18,
-                    stem_channels=8,
-                    base_channels=8),
-                neck=dict(type='GlobalAveragePooling'),
-                projector=dict(
-                    type='ProjectionNeck',
-                    in_channels=64,
-                    hid_channels=32,
-                    out_channels=16)),
-            data_preprocessor=dict(
-                type='OSRDataPreprocessor', mean=[10.0] * 3,
-                std=[2.0] * 3)))
+    cfg = Config.fromstring(CONTRASTIVE_MODEL, '.py')
+    cfg.model.pop('data_preprocessor')
+    cfg.data_preprocessor = dict(
+        type='OSRDataPreprocessor', mean=[10.0] * 3, std=[2.0] * 3)
     model = load_visualize_tool().build_model(cfg)
     assert model.data_preprocessor.mean.flatten().tolist() == [10.0] * 3
     assert model.data_preprocessor.std.flatten().tolist() == [2.0] * 3
