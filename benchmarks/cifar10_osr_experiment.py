@@ -188,7 +188,11 @@ def parse_args() -> argparse.Namespace:
         'floor (0.8 ** 3 = 0.512) is meant for 600 epochs and barely '
         'anneals a short run')
     parser.add_argument('--num-workers', type=int, default=1)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not 0 <= args.final_lr_ratio <= 1:
+        parser.error('--final-lr-ratio must be in [0, 1], got '
+                     f'{args.final_lr_ratio}')
+    return args
 
 
 def main() -> None:
