@@ -83,10 +83,16 @@ setup(
     ],
     extras_require={
         'gpu': ['faiss-gpu>=1.7.4'],
+        # ImageNet-C corruptions; the maintained fork of imagecorruptions
+        # (same import name: never install both).
+        'robustness': ['imagecorruptions-imaug>=1.1.5'],
+        'timm': ['timm>=0.9'],
         'tests': [
             'pytest>=7',
             'pytorch-metric-learning>=2.0',
             'grad-cam>=1.5',
+            'imagecorruptions-imaug>=1.1.5',
+            'timm>=0.9',
         ],
         'dev': ['ruff', 'pre-commit'],
     },
