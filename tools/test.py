@@ -1,8 +1,11 @@
 """Test a checkpoint and report open-set recognition metrics.
 
-Prints a table of every metric for every score, writes the metrics as JSON
-(``<work_dir>/osr_metrics.json``), the per-sample scores as ``.npz`` with
-``--out``, and ROC/histogram/OSCR plots as PNG with ``--show-dir``.
+Prints a table of every metric for every score, writes the metrics with
+their provenance as JSON (``<work_dir>/osr_metrics.json``), the per-sample
+scores as ``.npz`` with ``--out``, and ROC/histogram/OSCR plots as PNG with
+``--show-dir``. Before testing, the checkpoint must fit the model and
+record the protocol, split and classes of the config's test set (else an
+error names both; ``--allow-mismatch`` turns it into a warning).
 
 Examples:
     python tools/test.py configs/gradmix_resnet18_digits.py \
@@ -15,14 +18,21 @@ import torch
 from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
+from mmengine.runner import CheckpointLoader
 
 from gradmix_plugin.evaluation import OSRMetric, write_osr_report
 from gradmix_plugin.utils import (
     add_runner_args,
     build_runner,
     check_checkpoint_fits,
+    check_osr_evaluator,
+    check_provenance,
+    collect_provenance,
+    dataset_provenance,
+    distributed_teardown,
     parse_runner_args,
     prepare_config,
+    recorded_provenance,
 )
 
 
@@ -39,6 +49,12 @@ def parse_args() -> argparse.Namespace:
         '--show-dir', help='write ROC, histogram and OSCR plots (PNG) here')
     parser.add_argument(
         '--amp', action='store_true', help='test with mixed precision')
+    parser.add_argument(
+        '--allow-mismatch',
+        action='store_true',
+        help='test even if the checkpoint records another protocol, split, '
+        'classes or dataset than the config (a warning instead of an '
+        'error)')
     add_runner_args(parser)
     return parse_runner_args(parser)
 
@@ -52,35 +68,38 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
     if args.no_pin_memory:
         cfg.test_dataloader.pin_memory = False
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    return prepare_config(cfg, args.config, args.work_dir, args.launcher)
+    return prepare_config(cfg, args.config, args.work_dir, args.launcher,
+                          args.cfg_options)
 
 
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = build_runner(cfg)
-    # mmengine only warns when the checkpoint does not fit the model.
-    model = runner.model.module if is_model_wrapper(runner.model) \
-        else runner.model
-    check_checkpoint_fits(model, args.checkpoint)
-    metrics = runner.test()
-    if not is_main_process():
-        return
-    osr_metrics = [
-        m for m in runner.test_evaluator.metrics if isinstance(m, OSRMetric)
-    ]
-    if not osr_metrics:
-        raise ValueError(
-            f'{args.config} has no OSRMetric in test_evaluator; add '
-            "dict(type='OSRMetric') to report open-set metrics")
-    write_osr_report(
-        metrics,
-        osr_metrics[0].last_per_sample,
-        out_dir=runner.work_dir,
-        npz_path=args.out,
-        show_dir=args.show_dir)
+    check_osr_evaluator(cfg.get('test_evaluator'), 'test_evaluator')
+    checkpoint = CheckpointLoader.load_checkpoint(args.checkpoint, 'cpu')
+    check_provenance(
+        recorded_provenance(checkpoint),
+        dataset_provenance(cfg, 'test_dataloader'), args.checkpoint,
+        args.allow_mismatch)
+    with distributed_teardown():
+        runner = build_runner(cfg)
+        # mmengine only warns when the checkpoint does not fit the model.
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        check_checkpoint_fits(model, args.checkpoint, checkpoint)
+        del checkpoint
+        metrics = runner.test()
+        if is_main_process():
+            osr_metric = next(m for m in runner.test_evaluator.metrics
+                              if isinstance(m, OSRMetric))
+            write_osr_report(
+                metrics,
+                osr_metric.last_per_sample,
+                out_dir=runner.work_dir,
+                npz_path=args.out,
+                show_dir=args.show_dir,
+                provenance=collect_provenance(cfg, 'test_dataloader',
+                                              args.checkpoint))
 
 
 if __name__ == '__main__':

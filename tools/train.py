@@ -7,17 +7,26 @@ Examples:
     bash tools/dist_train.sh configs/gradmix_resnet18_cifar10.py 2
 """
 import argparse
+import logging
 from typing import Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import CheckpointLoader, find_latest_checkpoint
 
 from gradmix_plugin.utils import (
+    add_custom_hook,
     add_runner_args,
     build_runner,
+    check_checkpoint_fits,
+    check_provenance,
+    dataset_provenance,
+    distributed_teardown,
     parse_runner_args,
     prepare_config,
+    recorded_provenance,
 )
 
 
@@ -49,6 +58,12 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='disable persistent_workers in the val/test dataloaders '
         '(training workers are restarted every epoch for exact resume)')
+    parser.add_argument(
+        '--allow-mismatch',
+        action='store_true',
+        help='resume even if the checkpoint records another protocol, '
+        'split, classes or dataset than the config (a warning instead of '
+        'an error)')
     add_runner_args(parser)
     return parse_runner_args(parser)
 
@@ -70,6 +85,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.load_from = args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    add_custom_hook(cfg, 'ProvenanceHook')
+    if args.launcher != 'none':
+        # DDP does not broadcast buffers here: average the BatchNorm
+        # statistics before validation and saving, so that validation,
+        # the checkpoint and tools/test.py see the same model.
+        add_custom_hook(cfg, 'SyncBuffersHook')
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field, None)
         if loader is None:
@@ -81,10 +102,35 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             loader.pin_memory = False
         if args.no_persistent_workers:
             loader.persistent_workers = False
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    prepare_config(cfg, args.config, args.work_dir, args.launcher,
+                   args.cfg_options)
     make_workers_resumable(cfg.get('train_dataloader', None))
-    return prepare_config(cfg, args.config, args.work_dir, args.launcher)
+    if cfg.resume:
+        check_resume(cfg, args.allow_mismatch)
+    return cfg
+
+
+def check_resume(cfg: Config, allow_mismatch: bool) -> None:
+    """Before training: find what ``--resume`` resumes, and refuse a
+    checkpoint trained on other data or with other shapes.
+
+    Without a checkpoint to resume, say so and train from scratch (mmengine
+    would log "Auto resumed from the latest checkpoint None.").
+    """
+    path = cfg.load_from or find_latest_checkpoint(cfg.work_dir)
+    if path is None:
+        print_log(
+            f'--resume: no checkpoint found in {cfg.work_dir} (no '
+            'last_checkpoint file); training starts from scratch',
+            logger='current',
+            level=logging.WARNING)
+        cfg.resume = False
+        return
+    checkpoint = CheckpointLoader.load_checkpoint(path, 'cpu')
+    check_provenance(
+        recorded_provenance(checkpoint),
+        dataset_provenance(cfg, 'train_dataloader'), path, allow_mismatch)
+    cfg.load_from = path
 
 
 def make_workers_resumable(loader: Optional[dict]) -> None:
@@ -109,8 +155,13 @@ def make_workers_resumable(loader: Optional[dict]) -> None:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = build_runner(cfg)
-    runner.train()
+    with distributed_teardown():
+        runner = build_runner(cfg)
+        if cfg.resume:
+            model = runner.model.module if is_model_wrapper(runner.model) \
+                else runner.model
+            check_checkpoint_fits(model, cfg.load_from)
+        runner.train()
 
 
 if __name__ == '__main__':

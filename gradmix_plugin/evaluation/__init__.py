@@ -14,7 +14,9 @@ from .metrics import OSR_SCORES, OSRMetric
 from .report import (
     METRICS_FILENAME,
     format_osr_table,
+    PROVENANCE_KEY,
     load_osr_metrics,
+    load_osr_provenance,
     plot_osr_curves,
     save_osr_metrics,
     save_per_sample,
@@ -26,7 +28,8 @@ __all__ = [
     'class_knn_scores', 'compute_osr_metrics', 'faiss_gpu_available',
     'fpr_at_95_tpr', 'knn_scores', 'l2_normalize', 'logit_scores', 'oscr',
     'oscr_arpl', 'oscr_curve', 'OSRMetric', 'OSR_SCORES', 'METRICS_FILENAME',
-    'format_osr_table', 'load_osr_metrics', 'plot_osr_curves',
+    'PROVENANCE_KEY', 'format_osr_table', 'load_osr_metrics',
+    'load_osr_provenance', 'plot_osr_curves',
     'save_osr_metrics', 'save_per_sample', 'split_metric_key',
     'write_osr_report'
 ]

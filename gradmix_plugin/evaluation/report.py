@@ -4,7 +4,9 @@ Files written by :func:`write_osr_report` into a work directory:
 
 - ``osr_metrics.json`` (:data:`METRICS_FILENAME`): the flat metric dict of
   ``OSRMetric`` (keys like ``osr/class_knn/auroc``, values in percent, NaN
-  written as ``null``); ``tools/summarize_osr.py`` reads it.
+  written as ``null``) and, under ``provenance``, where the numbers come
+  from (config, data, split, checkpoint and its SHA-256, versions);
+  ``tools/summarize_osr.py`` reads it.
 - ``osr_metrics.md``: the table of :func:`format_osr_table`.
 - ``npz_path`` (optional): the per-sample arrays
   ``OSRMetric.last_per_sample`` (``is_known``, ``gt_label``,
@@ -29,6 +31,8 @@ from .functional import (
 )
 
 METRICS_FILENAME = 'osr_metrics.json'
+#: Key of the provenance record in ``osr_metrics.json``.
+PROVENANCE_KEY = 'provenance'
 #: Table columns: metric key and header.
 METRIC_COLUMNS = dict(
     zip(RANKING_METRICS + CLASSIFICATION_METRICS,
@@ -103,24 +107,45 @@ def format_osr_table(metrics: Dict[str, float],
     return '\n'.join(lines)
 
 
-def save_osr_metrics(metrics: Dict[str, float], path: str) -> None:
-    """Write metrics as JSON (NaN as ``null``)."""
+def save_osr_metrics(metrics: Dict[str, float],
+                     path: str,
+                     provenance: Optional[dict] = None) -> None:
+    """Write metrics as JSON (NaN as ``null``), with their provenance.
+
+    Args:
+        metrics (dict[str, float]): The flat metric dict.
+        path (str): The JSON file.
+        provenance (dict, optional): Written under the key
+            :data:`PROVENANCE_KEY` (see
+            :func:`gradmix_plugin.utils.collect_provenance`). Defaults to
+            None.
+    """
     values = {
         k: None if math.isnan(float(v)) else float(v)
         for k, v in metrics.items()
     }
+    if provenance is not None:
+        values[PROVENANCE_KEY] = provenance
     with open(path, 'w') as f:
         json.dump(values, f, indent=2)
 
 
 def load_osr_metrics(path: str) -> Dict[str, float]:
-    """Read metrics written by :func:`save_osr_metrics` (``null`` -> NaN)."""
+    """Read the metrics written by :func:`save_osr_metrics` (``null`` ->
+    NaN), without the provenance."""
     with open(path) as f:
         values = json.load(f)
     return {
         k: float('nan') if v is None else float(v)
-        for k, v in values.items()
+        for k, v in values.items() if k != PROVENANCE_KEY
     }
+
+
+def load_osr_provenance(path: str) -> Optional[dict]:
+    """The provenance record of a metrics JSON, or None for files written
+    without one."""
+    with open(path) as f:
+        return json.load(f).get(PROVENANCE_KEY)
 
 
 def save_per_sample(per_sample: Dict[str, np.ndarray], path: str) -> None:
@@ -202,7 +227,8 @@ def write_osr_report(metrics: Dict[str, float],
                      per_sample: Optional[Dict[str, np.ndarray]],
                      out_dir: str,
                      npz_path: Optional[str] = None,
-                     show_dir: Optional[str] = None) -> Dict[str, str]:
+                     show_dir: Optional[str] = None,
+                     provenance: Optional[dict] = None) -> Dict[str, str]:
     """Write the report files of one evaluation.
 
     Args:
@@ -216,6 +242,8 @@ def write_osr_report(metrics: Dict[str, float],
             file. Defaults to None (not written).
         show_dir (str, optional): Directory of the PNG plots. Defaults to
             None (no plots).
+        provenance (dict, optional): Written into the JSON with the metrics
+            (:func:`save_osr_metrics`). Defaults to None.
 
     Returns:
         dict[str, str]: Written paths by kind (``'json'``, ``'table'``,
@@ -230,7 +258,7 @@ def write_osr_report(metrics: Dict[str, float],
     written = dict(
         json=osp.join(out_dir, METRICS_FILENAME),
         table=osp.join(out_dir, 'osr_metrics.md'))
-    save_osr_metrics(metrics, written['json'])
+    save_osr_metrics(metrics, written['json'], provenance)
     with open(written['table'], 'w') as f:
         f.write(table + '\n')
     if npz_path:

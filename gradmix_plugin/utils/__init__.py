@@ -5,10 +5,27 @@ from .checkpoint import (
     register_checkpoint_loader,
     register_safe_globals,
 )
+from .config_rules import (
+    ConfigConflictError,
+    check_osr_evaluator,
+    iter_dicts,
+    merge_data_preprocessor,
+    merge_options,
+)
+from .provenance import (
+    ProvenanceMismatchError,
+    check_provenance,
+    collect_provenance,
+    dataset_provenance,
+    file_sha256,
+    library_versions,
+    recorded_provenance,
+)
 from .setup_env import (
+    add_custom_hook,
     add_runner_args,
     build_runner,
-    iter_dicts,
+    distributed_teardown,
     parse_runner_args,
     prepare_config,
     setup_distributed,
@@ -18,8 +35,12 @@ from .worker_seed import resumable_worker_init_fn
 register_checkpoint_loader()
 
 __all__ = [
-    'UnsafeCheckpointError', 'add_runner_args', 'build_runner',
-    'check_checkpoint_fits', 'iter_dicts', 'load_from_local_safely',
-    'parse_runner_args', 'prepare_config', 'register_checkpoint_loader',
+    'ConfigConflictError', 'ProvenanceMismatchError', 'UnsafeCheckpointError',
+    'add_custom_hook', 'add_runner_args', 'build_runner',
+    'check_checkpoint_fits', 'check_osr_evaluator', 'check_provenance',
+    'collect_provenance', 'dataset_provenance', 'distributed_teardown',
+    'file_sha256', 'iter_dicts', 'library_versions', 'load_from_local_safely',
+    'merge_data_preprocessor', 'merge_options', 'parse_runner_args',
+    'prepare_config', 'recorded_provenance', 'register_checkpoint_loader',
     'register_safe_globals', 'resumable_worker_init_fn', 'setup_distributed'
 ]

@@ -135,7 +135,9 @@ def load_from_local_safely(filename: str,
             f'checkpoint ({type(err).__name__}: {err})') from err
 
 
-def check_checkpoint_fits(model: torch.nn.Module, filename: str) -> None:
+def check_checkpoint_fits(model: torch.nn.Module,
+                          filename: str,
+                          checkpoint: Optional[dict] = None) -> None:
     """Raise unless a checkpoint has exactly the parameters and buffers of
     ``model``, with the same shapes.
 
@@ -148,25 +150,32 @@ def check_checkpoint_fits(model: torch.nn.Module, filename: str) -> None:
     Args:
         model (nn.Module): The unwrapped model.
         filename (str): The checkpoint (loaded with the registered safe
-            loader).
+            loader unless ``checkpoint`` is given).
+        checkpoint (dict, optional): The loaded checkpoint. Defaults to
+            None.
 
     Raises:
-        ValueError: Naming every mismatched entry with both shapes, and the
-            entries missing from / unexpected in the checkpoint.
+        ValueError: Naming the mismatched entries with both shapes, and the
+            entries missing from / unexpected in the checkpoint (the first
+            five of each kind, and how many more).
     """
-    checkpoint = CheckpointLoader.load_checkpoint(filename, 'cpu')
+    if checkpoint is None:
+        checkpoint = CheckpointLoader.load_checkpoint(filename, 'cpu')
     state_dict = checkpoint.get('state_dict', checkpoint)
     state_dict = {
         key[len('module.'):] if key.startswith('module.') else key: value
         for key, value in state_dict.items()
     }
     expected = model.state_dict()
-    problems = [
+    shapes = [
         f'{key} has shape {tuple(state_dict[key].shape)} in the checkpoint '
         f'but {tuple(value.shape)} in the model'
         for key, value in expected.items()
         if key in state_dict and state_dict[key].shape != value.shape
     ]
+    problems = shapes[:5]
+    if len(shapes) > 5:
+        problems.append(f'{len(shapes) - 5} more shape mismatches')
     missing = [
         key for key in expected
         if key not in state_dict and not key.endswith('num_batches_tracked')

@@ -3,7 +3,8 @@ import argparse
 import os
 import os.path as osp
 from datetime import timedelta
-from typing import Any, Iterator
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -11,6 +12,8 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from .config_rules import iter_dicts, merge_options
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
@@ -55,26 +58,6 @@ def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
-def iter_dicts(node: Any) -> Iterator[dict]:
-    """Every dict in a config tree (depth first, the root included).
-
-    Args:
-        node: A config, dict, list or tuple.
-
-    Yields:
-        dict: Each dict of the tree, e.g. every dataloader or dataset.
-    """
-    if isinstance(node, dict):
-        yield node
-        children = node.values()
-    elif isinstance(node, (list, tuple)):
-        children = node
-    else:
-        return
-    for child in children:
-        yield from iter_dicts(child)
-
-
 def _fix_persistent_workers(cfg: Config) -> None:
     """Turn ``persistent_workers`` off wherever ``num_workers`` is 0.
 
@@ -86,39 +69,33 @@ def _fix_persistent_workers(cfg: Config) -> None:
             node['persistent_workers'] = False
 
 
-def _apply_osr_split(cfg: Config) -> None:
-    """Copy the top-level ``osr_split`` into every ``OSRDataset``.
+def prepare_config(cfg: Config,
+                   config_path: str,
+                   work_dir: Optional[str] = None,
+                   launcher: str = 'none',
+                   cfg_options: Optional[dict] = None) -> Config:
+    """Apply what both tools need to a loaded config.
 
-    The plugin's dataset configs read ``split=osr_split``, but a config is
-    parsed before ``--cfg-options`` are merged, so ``osr_split=3`` on the
-    command line would otherwise change nothing. A top-level ``osr_split``
-    therefore wins over the ``split`` of every OSR dataset (training,
-    validation, test and the kNN bank).
-    """
-    split = cfg.get('osr_split', None)
-    if split is None:
-        return
-    for node in iter_dicts(cfg._cfg_dict):
-        if node.get('type') == 'OSRDataset':
-            node['split'] = split
-
-
-def prepare_config(cfg: Config, config_path: str, work_dir: str = None,
-                   launcher: str = 'none') -> Config:
-    """Apply what both tools need to a loaded config: the work dir,
-    ``persistent_workers`` only with workers, and ``osr_split``.
+    Merges ``cfg_options`` with the rules of
+    :mod:`gradmix_plugin.utils.config_rules` (``osr_split`` and
+    ``data_root`` reach every dataset, the top-level
+    ``data_preprocessor`` fills the model's), sets the work dir and turns
+    ``persistent_workers`` off where there are no workers.
 
     Args:
-        cfg (Config): The loaded config, CLI overrides already merged.
+        cfg (Config): The config as parsed from ``config_path``, the
+            tool's own settings already applied.
         config_path (str): Path of the config file (names the default
             work dir ``./work_dirs/<config name>``).
         work_dir (str, optional): Work dir from the command line; it wins
             over the config's. Defaults to None.
         launcher (str): Job launcher. Defaults to 'none'.
+        cfg_options (dict, optional): ``--cfg-options``. Defaults to None.
 
     Returns:
         Config: The same config, updated in place.
     """
+    merge_options(cfg, cfg_options)
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -127,8 +104,22 @@ def prepare_config(cfg: Config, config_path: str, work_dir: str = None,
             './work_dirs',
             osp.splitext(osp.basename(config_path))[0])
     _fix_persistent_workers(cfg)
-    _apply_osr_split(cfg)
     return cfg
+
+
+def add_custom_hook(cfg: Config, hook_type: str, **kwargs) -> None:
+    """Append ``dict(type=hook_type, **kwargs)`` to ``custom_hooks``
+    unless a hook of that type is there already.
+
+    Args:
+        cfg (Config): The config, updated in place.
+        hook_type (str): The registered hook type.
+        **kwargs: Arguments of the hook.
+    """
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(h.get('type') == hook_type for h in hooks):
+        hooks.append(dict(type=hook_type, **kwargs))
+    cfg.custom_hooks = hooks
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -187,3 +178,30 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
                            cfg.get('find_unused_parameters', False))
     wrapper_cfg['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper_cfg
+
+
+@contextmanager
+def distributed_teardown() -> Iterator[None]:
+    """Tear the process group down when the work inside ends.
+
+    gloo keeps worker threads alive until the process group is destroyed;
+    a process that reaches interpreter exit with them can abort
+    (``terminate called without an active exception``) although its work
+    succeeded. On success the group is destroyed (every rank gets there);
+    on an error it is aborted, which needs no other rank, so a failing
+    rank neither hangs nor hides its traceback.
+    """
+    try:
+        yield
+    except BaseException:
+        if torch_dist.is_available() and torch_dist.is_initialized():
+            from torch.distributed.distributed_c10d import \
+                _abort_process_group
+            try:
+                _abort_process_group()
+            except Exception as err:  # not every backend can abort
+                print_log(f'could not abort the process group: {err}',
+                          logger='current')
+        raise
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
