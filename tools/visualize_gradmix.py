@@ -11,7 +11,8 @@ Example::
 """
 import argparse
 import copy
-from typing import List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from matplotlib.figure import Figure
@@ -27,6 +28,7 @@ import gradmix_plugin  # noqa: F401  (registers the components)
 from gradmix_plugin.attribution import LayerCAM, layercam_maps
 from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
 from gradmix_plugin.models.batch_augments import GradMix
+from gradmix_plugin.utils import merge_options
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -88,14 +90,16 @@ def contrastive_maps(model: nn.Module, gradmix: GradMix,
                      views: Sequence[Tensor]) -> Tuple[List[Tensor], Tensor]:
     """Per-layer and summed view-1 maps with the model's SimCLR objective.
 
-    As in the contrastive reference mode: the views are forwarded together,
-    ``model(inputs, mode='tensor')`` gives the ``(V * B, D)`` embeddings and
-    the model's ``attribution_loss`` (SimCLR) is attributed; the maps are
-    normalised over all views.
+    As in training: the views are forwarded together in train mode
+    (BatchNorm with the batch statistics; the running statistics are
+    restored afterwards), ``model(inputs, mode='tensor')`` gives the
+    ``(V * B, D)`` embeddings and the model's ``attribution_loss`` (SimCLR)
+    is attributed; the maps are normalised over all views.
     """
     batch_size, num_views = views[0].shape[0], len(views)
     cam = LayerCAM(model, gradmix.attribution_layers)
-    with torch.enable_grad(), cam.capture() as activations:
+    with torch.enable_grad(), train_mode(model), \
+            cam.capture() as activations:
         embeds = model(torch.cat(list(views)), mode='tensor')
         embeds = embeds.view(num_views, batch_size, -1).transpose(0, 1)
         grads = torch.autograd.grad(
@@ -107,6 +111,21 @@ def contrastive_maps(model: nn.Module, gradmix: GradMix,
     ]
     summed = layercam_maps(activations, grads, size)[:batch_size]
     return per_layer, summed
+
+
+@contextmanager
+def train_mode(model: nn.Module) -> Iterator[None]:
+    """Train mode inside, with every buffer (BatchNorm running statistics,
+    ``num_batches_tracked``) restored on exit and eval mode back."""
+    saved = {name: b.clone() for name, b in model.named_buffers()}
+    model.train()
+    try:
+        yield
+    finally:
+        model.eval()
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(saved[name])
 
 
 def to_display(images: Tensor, preprocessor: nn.Module) -> Tensor:
@@ -164,9 +183,9 @@ def build_model(cfg: Config) -> nn.Module:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    # The tools' rules: osr_split / data_root everywhere, normalisation
+    # from the top-level data_preprocessor.
+    cfg = merge_options(Config.fromfile(args.config), args.cfg_options)
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))

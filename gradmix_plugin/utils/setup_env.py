@@ -2,8 +2,8 @@
 import argparse
 import os
 import os.path as osp
-from datetime import timedelta
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Iterator, Optional
 
 import torch
@@ -195,10 +195,8 @@ def distributed_teardown() -> Iterator[None]:
         yield
     except BaseException:
         if torch_dist.is_available() and torch_dist.is_initialized():
-            from torch.distributed.distributed_c10d import \
-                _abort_process_group
             try:
-                _abort_process_group()
+                torch_dist.distributed_c10d._abort_process_group()
             except Exception as err:  # not every backend can abort
                 print_log(f'could not abort the process group: {err}',
                           logger='current')

@@ -1,4 +1,4 @@
 from .layercam_hook import LayerCAMHook  # noqa: F401
 from .osr_bank_hook import OSRBankHook  # noqa: F401
-from .rng_state_hook import RNGStateHook  # noqa: F401
 from .provenance_hook import ProvenanceHook  # noqa: F401
+from .rng_state_hook import RNGStateHook  # noqa: F401

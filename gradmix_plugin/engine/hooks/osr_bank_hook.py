@@ -3,10 +3,16 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from mmengine.dist import broadcast_object_list, collect_results
+from mmengine.dist import (
+    broadcast_object_list,
+    collect_results,
+    get_world_size,
+    is_main_process,
+)
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
+from mmengine.utils import ProgressBar
 from mmpretrain.registry import DATASETS, HOOKS
 from torch.utils.data import DataLoader, Subset
 
@@ -28,7 +34,9 @@ class OSRBankHook(Hook):
     the evaluator. The bank is cached: it is rebuilt only when the model
     weights changed (a fingerprint of the state dict on rank 0), so
     validating and testing the same checkpoint computes it once. The loader
-    is built once, at the first use.
+    is built in ``before_run``, so a wrong dataset type or a missing data
+    root fails before the first training iteration, not at the first
+    validation; a progress bar (rank 0) shows the bank being built.
 
     The priority is ``'LOW'`` so that the hook runs after ``'NORMAL'`` hooks
     such as ``EMAHook``, which swaps in the averaged weights in
@@ -75,6 +83,12 @@ class OSRBankHook(Hook):
         self._cache_key: Optional[Tuple[float, ...]] = None
         self._bank: Optional[Dict[str, np.ndarray]] = None
         self._bank_labels: Optional[np.ndarray] = None
+
+    def before_run(self, runner) -> None:
+        """Build the bank loader, so that its errors come before training.
+        """
+        if self._loader is None:
+            self._loader = self._build_loader(runner)
 
     def before_val_epoch(self, runner) -> None:
         """Set the bank on the OSR metrics of the validation evaluator."""
@@ -151,9 +165,19 @@ class OSRBankHook(Hook):
         model.eval()
         results: List[tuple] = []
         keys: Optional[Tuple[str, ...]] = None
+        progress = ProgressBar(len(loader.dataset)) \
+            if is_main_process() else None
         with torch.no_grad():
             for data_batch in loader:
-                for data_sample in model.test_step(data_batch):
+                outputs = model.test_step(data_batch)
+                if progress is not None:
+                    # The ranks share the work: rank 0 counts for all.
+                    step = min(
+                        len(outputs) * get_world_size(),
+                        progress.task_num - progress.completed)
+                    if step > 0:
+                        progress.update(step)
+                for data_sample in outputs:
                     if keys is None:
                         keys = tuple(k for k in BANK_KEYS if k in data_sample)
                     results.append(
@@ -161,6 +185,8 @@ class OSRBankHook(Hook):
                         tuple(data_sample.get(k).detach().cpu().numpy()
                               for k in keys))
         model.train(was_training)
+        if progress is not None:
+            progress.file.write('\n')
 
         collected = collect_results(
             results, len(loader.dataset), device=self.collect_device)

@@ -1,7 +1,9 @@
 """Data pre-processor for open-set recognition."""
+import logging
 from typing import Union
 
 import torch
+from mmengine.logging import print_log
 from mmpretrain.models import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -31,9 +33,23 @@ class OSRDataPreprocessor(ClsDataPreprocessor):
       ``[B, C, H, W]`` views. Batch augments are not defined on several
       views and raise a ``ValueError`` in training.
 
+    Without ``mean`` and ``std`` the model gets raw 0-255 pixels, which is
+    rarely intended (e.g. a ``model.data_preprocessor`` that hides the
+    base's top-level one outside the plugin's tools): a warning says so.
+
     Args:
         Same as :class:`mmpretrain.models.ClsDataPreprocessor`.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not self._enable_normalize:
+            print_log(
+                'OSRDataPreprocessor has no mean / std: the model gets raw '
+                '0-255 pixels. Set mean and std (e.g. in the top-level '
+                'data_preprocessor) unless this is intended.',
+                logger='current',
+                level=logging.WARNING)
 
     @staticmethod
     def _is_multi_view(inputs: Union[torch.Tensor, list]) -> bool:
