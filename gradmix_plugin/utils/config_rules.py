@@ -15,6 +15,7 @@ it. The tools apply these rules after merging the command line:
 A nested override that contradicts one of them is refused, naming both.
 """
 import logging
+import os.path as osp
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, ConfigDict
@@ -105,10 +106,17 @@ def training_data_root(cfg: Config) -> Optional[str]:
     return None
 
 
+def _same_root(a: Any, b: Any) -> bool:
+    """Equal paths, whatever the trailing slash (mmpretrain's bases write
+    both ``data/cifar10`` and ``data/cifar10/``)."""
+    return (isinstance(a, str) and isinstance(b, str)
+            and osp.normpath(a) == osp.normpath(b))
+
+
 def _tied_data_root_paths(cfg: Config, root: str) -> List[Path]:
     return [
         path for path, node in iter_dict_paths(cfg)
-        if path and node.get('data_root') == root
+        if path and _same_root(node.get('data_root'), root)
     ]
 
 
@@ -136,12 +144,13 @@ def _apply_data_root(cfg: Config, tied: List[Path],
     if top is not None and root_before is not None:
         for path in tied:
             node = get_path(cfg, path)
-            if node.get('data_root') == root_before:
+            if _same_root(node.get('data_root'), root_before):
                 node['data_root'] = top
     values = {format_path(p): get_path(cfg, p).get('data_root') for p in tied}
-    if len(set(values.values())) > 1:
+    if len({osp.normpath(v) for v in values.values()}) > 1:
         listing = ', '.join(f'{k}={v!r}' for k, v in values.items())
-        new = next(v for v in values.values() if v != (top or root_before))
+        new = next(v for v in values.values()
+                   if not _same_root(v, top or root_before))
         raise ConfigConflictError(
             'the datasets that share the data root of the training set '
             f'disagree: {listing}. Give the root once, for all of them, '
