@@ -2,10 +2,13 @@ from .functional import (
     class_knn_scores,
     compute_osr_metrics,
     faiss_gpu_available,
+    fit_tied_gaussian,
     fpr_at_95_tpr,
     knn_scores,
     l2_normalize,
     logit_scores,
+    mahalanobis_scores,
+    openood_metrics,
     oscr,
     oscr_arpl,
     oscr_curve,
@@ -13,23 +16,25 @@ from .functional import (
 from .metrics import OSR_SCORES, OSRMetric
 from .report import (
     METRICS_FILENAME,
-    format_osr_table,
     PROVENANCE_KEY,
+    format_osr_table,
     load_osr_metrics,
     load_osr_provenance,
     plot_osr_curves,
     save_osr_metrics,
     save_per_sample,
     split_metric_key,
+    split_ood_subset,
     write_osr_report,
 )
 
 __all__ = [
     'class_knn_scores', 'compute_osr_metrics', 'faiss_gpu_available',
-    'fpr_at_95_tpr', 'knn_scores', 'l2_normalize', 'logit_scores', 'oscr',
+    'fit_tied_gaussian', 'fpr_at_95_tpr', 'knn_scores', 'l2_normalize',
+    'logit_scores', 'mahalanobis_scores', 'openood_metrics', 'oscr',
     'oscr_arpl', 'oscr_curve', 'OSRMetric', 'OSR_SCORES', 'METRICS_FILENAME',
     'PROVENANCE_KEY', 'format_osr_table', 'load_osr_metrics',
     'load_osr_provenance', 'plot_osr_curves',
     'save_osr_metrics', 'save_per_sample', 'split_metric_key',
-    'write_osr_report'
+    'split_ood_subset', 'write_osr_report'
 ]

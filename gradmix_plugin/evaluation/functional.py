@@ -7,7 +7,9 @@ features and scores can be evaluated without a runner.
 Conventions:
 
 - A higher score means "more likely a known class"; known samples are the
-  positive class of every ranking metric.
+  positive class of every ranking metric except ``fpr95_ood_pos`` and the
+  OpenOOD-compatible values (:func:`openood_metrics`), where unknown (OOD)
+  samples are the positives.
 - Metric values are fractions in ``[0, 1]`` (``OSRMetric`` reports them as
   percentages).
 - kNN searches are exact: a faiss ``IndexFlatIP`` over L2-normalised
@@ -22,21 +24,41 @@ from typing import Dict, Iterator, Optional, Tuple, Union
 import faiss
 import numpy as np
 import torch
+from scipy.linalg import cholesky, solve_triangular
+from scipy.spatial.distance import cdist
 from scipy.special import logsumexp
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.covariance import ledoit_wolf, shrunk_covariance
+from sklearn.metrics import (
+    auc,
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 #: Scores computed from the logits of a linear classifier.
 LOGIT_SCORES = ('msp', 'mls', 'energy')
-#: Scores that need the kNN bank.
+#: Scores that search the kNN bank.
 KNN_SCORES = ('class_knn', 'knn')
+#: Scores of a Gaussian model fitted to the bank.
+GAUSSIAN_SCORES = ('mahalanobis', )
+#: Scores that need the training bank (``OSRBankHook``).
+BANK_SCORES = KNN_SCORES + GAUSSIAN_SCORES
 #: Every score ``OSRMetric`` knows, in report order.
-OSR_SCORES = KNN_SCORES + LOGIT_SCORES
+OSR_SCORES = BANK_SCORES + LOGIT_SCORES
 #: Keys returned by :func:`compute_osr_metrics` without predictions.
-RANKING_METRICS = ('auroc', 'aupr_in', 'aupr_out', 'fpr95_known_pos')
+RANKING_METRICS = ('auroc', 'aupr_in', 'aupr_out', 'fpr95_known_pos',
+                   'fpr95_ood_pos')
 #: Keys added by :func:`compute_osr_metrics` when predictions are given.
 CLASSIFICATION_METRICS = ('accuracy', 'oscr', 'oscr_arpl')
+#: Keys of :func:`openood_metrics` (``openood_acc`` needs predictions).
+OPENOOD_METRICS = ('openood_fpr95', 'openood_auroc', 'openood_aupr_in',
+                   'openood_aupr_out', 'openood_acc')
+#: Largest condition number of the tied covariance that
+#: :func:`fit_tied_gaussian` accepts without shrinkage (``'auto'``).
+MAHALANOBIS_MAX_CONDITION = 1e10
 
 #: Bank rows per BLAS block of faiss's exact CPU search (faiss's default,
 #: 1024, makes the class-wise search about 25% slower at CIFAR scale).
@@ -509,6 +531,10 @@ def fpr_at_95_tpr(scores: ArrayLike, is_known: ArrayLike) -> float:
         FPR reaching TPR >= 95%, and equals ``fpr[argmax(tpr >= 0.95)]`` of
         ``sklearn.metrics.roc_curve(is_known, scores,
         drop_intermediate=False)`` up to float rounding of ``tpr``.
+        Tied samples are accepted or rejected together. With the roles
+        swapped, ``fpr_at_95_tpr(-scores, ~is_known)`` is the OOD-positive
+        convention ``fpr95_ood_pos``: the fraction of known samples flagged
+        unknown when 95% of the unknowns are.
 
     Args:
         scores (np.ndarray | torch.Tensor): Scores ``(N, )``.
@@ -528,11 +554,77 @@ def fpr_at_95_tpr(scores: ArrayLike, is_known: ArrayLike) -> float:
     return float(counts['unknown'][first] / num_unknown)
 
 
+def openood_metrics(scores: ArrayLike,
+                    is_known: ArrayLike,
+                    preds: Optional[ArrayLike] = None,
+                    labels: Optional[ArrayLike] = None) -> Dict[str, float]:
+    """FPR@95, AUROC, AUPR-In, AUPR-Out and ACC as OpenOOD v1.5 defines them.
+
+    `OpenOOD <https://github.com/Jingkang50/OpenOOD>`_ v1.5
+    (``openood/evaluators/metrics.py``, ``auc_and_fpr_recall`` and ``acc``)
+    treats OOD (unknown) samples as the positives and ranks them by the
+    negated score. Reproduced here with the same scikit-learn calls:
+
+    - ``openood_fpr95``: ``roc_curve(is_unknown, -scores)`` with its default
+      ``drop_intermediate=True``, then the FPR at the first ROC point whose
+      TPR is ``>= 0.95``, i.e. the fraction of known samples flagged
+      unknown when 95% of the unknowns are. On continuous scores this equals
+      ``fpr95_ood_pos``; with ties, ``drop_intermediate`` can drop the
+      collinear points of tied groups so that the first point reaching 95%
+      lies further along the curve, and the value can be higher.
+    - ``openood_auroc``: ``auc(fpr, tpr)`` of that curve (trapezoids), equal
+      to ``auroc`` up to float rounding.
+    - ``openood_aupr_in``: ``auc(recall, precision)`` of
+      ``precision_recall_curve(is_known, scores)``: the trapezoidal area
+      under the PR curve (whose last point is recall 0, precision 1), not
+      average precision.
+    - ``openood_aupr_out``: the same with ``(is_unknown, -scores)``.
+    - ``openood_acc`` (needs ``preds`` and ``labels``): accuracy on the
+      known samples, the same as ``accuracy``.
+
+    Args:
+        scores (np.ndarray | torch.Tensor): Scores ``(N, )``, higher = more
+            known (OpenOOD's ``conf``).
+        is_known (np.ndarray | torch.Tensor): Known mask ``(N, )``; OpenOOD's
+            ``label == -1`` is ``~is_known``.
+        preds (np.ndarray | torch.Tensor, optional): Closed-set predictions
+            ``(N, )``. Defaults to None.
+        labels (np.ndarray | torch.Tensor, optional): Ground-truth classes
+            ``(N, )``. Defaults to None.
+
+    Returns:
+        dict[str, float]: The values as fractions (OpenOOD's tables show
+        them x 100).
+    """
+    scores, is_known = _check_scores(scores, is_known)
+    if (preds is None) != (labels is None):
+        raise ValueError('pass both preds and labels, or neither')
+    num_known = int(is_known.sum())
+    if num_known == 0 or num_known == is_known.size:
+        raise ValueError(
+            f'OpenOOD metrics need known and unknown samples, got '
+            f'{num_known} known and {is_known.size - num_known} unknown')
+    is_unknown = (~is_known).astype(np.int64)
+    fpr, tpr, _ = roc_curve(is_unknown, -scores)
+    precision_in, recall_in, _ = precision_recall_curve(
+        is_known.astype(np.int64), scores)
+    precision_out, recall_out, _ = precision_recall_curve(is_unknown, -scores)
+    metrics = dict(
+        openood_fpr95=float(fpr[np.argmax(tpr >= 0.95)]),
+        openood_auroc=float(auc(fpr, tpr)),
+        openood_aupr_in=float(auc(recall_in, precision_in)),
+        openood_aupr_out=float(auc(recall_out, precision_out)))
+    if preds is not None:
+        correct = _correct_known(is_known, preds, labels)
+        metrics['openood_acc'] = float(correct.sum() / num_known)
+    return metrics
+
+
 def compute_osr_metrics(scores: ArrayLike,
                         is_known: ArrayLike,
                         preds: Optional[ArrayLike] = None,
-                        labels: Optional[ArrayLike] = None
-                        ) -> Dict[str, float]:
+                        labels: Optional[ArrayLike] = None,
+                        openood_compat: bool = False) -> Dict[str, float]:
     """All open-set metrics of one score, as fractions in ``[0, 1]``.
 
     Keys:
@@ -543,16 +635,24 @@ def compute_osr_metrics(scores: ArrayLike,
       (``sklearn.metrics.average_precision_score(is_known, scores)``).
     - ``aupr_out``: average precision with unknown samples positive and the
       negated score (``average_precision_score(~is_known, -scores)``).
-    - ``fpr95_known_pos``: see :func:`fpr_at_95_tpr`.
+    - ``fpr95_known_pos``: FPR of the unknowns at 95% TPR of the knowns
+      (ODIN / ARPL convention), see :func:`fpr_at_95_tpr`.
+    - ``fpr95_ood_pos``: the fraction of known samples flagged unknown at
+      95% TPR of the unknowns (OpenOOD v1.5 convention, unknown =
+      positive), ``fpr_at_95_tpr(-scores, ~is_known)``.
     - ``accuracy`` (needs ``preds`` and ``labels``): closed-set accuracy on
       the known samples.
     - ``oscr`` (needs ``preds`` and ``labels``): see :func:`oscr`.
     - ``oscr_arpl`` (needs ``preds`` and ``labels``): see
       :func:`oscr_arpl`.
+    - with ``openood_compat=True``, also the keys of
+      :func:`openood_metrics` (``openood_fpr95``, ``openood_auroc``,
+      ``openood_aupr_in``, ``openood_aupr_out`` and, with predictions,
+      ``openood_acc``).
 
     If there are no known or no unknown samples the ranking metrics are
-    undefined: they are NaN and a ``UserWarning`` is raised (``accuracy`` is
-    still computed when there are known samples).
+    undefined: they are NaN and a ``UserWarning`` is raised (``accuracy`` and
+    ``openood_acc`` are still computed when there are known samples).
 
     Args:
         scores (np.ndarray | torch.Tensor): Scores ``(N, )``, higher = more
@@ -564,6 +664,8 @@ def compute_osr_metrics(scores: ArrayLike,
         labels (np.ndarray | torch.Tensor, optional): Ground-truth classes
             ``(N, )``; only the known samples' labels are used.
             Defaults to None.
+        openood_compat (bool): Also report OpenOOD v1.5's definitions.
+            Defaults to False.
 
     Returns:
         dict[str, float]: The metrics.
@@ -579,9 +681,13 @@ def compute_osr_metrics(scores: ArrayLike,
     num_unknown = is_known.size - num_known
     names = RANKING_METRICS + (
         CLASSIFICATION_METRICS if with_predictions else ())
+    if openood_compat:
+        names += OPENOOD_METRICS if with_predictions else OPENOOD_METRICS[:-1]
     metrics = dict.fromkeys(names, float('nan'))
     if with_predictions and num_known:
         metrics['accuracy'] = float(correct.sum() / num_known)
+        if openood_compat:
+            metrics['openood_acc'] = metrics['accuracy']
     if num_known == 0 or num_unknown == 0:
         warnings.warn(
             f'open-set metrics need known and unknown samples, got '
@@ -594,7 +700,171 @@ def compute_osr_metrics(scores: ArrayLike,
     metrics['aupr_in'] = float(average_precision_score(is_known, scores))
     metrics['aupr_out'] = float(average_precision_score(~is_known, -scores))
     metrics['fpr95_known_pos'] = fpr_at_95_tpr(scores, is_known)
+    metrics['fpr95_ood_pos'] = fpr_at_95_tpr(-scores, ~is_known)
     if with_predictions:
         metrics['oscr'] = oscr(scores, is_known, correct)
         metrics['oscr_arpl'] = oscr_arpl(scores, is_known, correct)
+    if openood_compat:
+        metrics.update(openood_metrics(scores, is_known, preds, labels))
     return metrics
+
+
+def _bank_classes(bank: np.ndarray, bank_labels: ArrayLike
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+    """Sorted bank classes and each vector's index into them."""
+    bank_labels = _to_numpy(bank_labels, 'bank_labels').reshape(-1)
+    if bank_labels.shape != (bank.shape[0], ):
+        raise ValueError(
+            f'bank_labels must have shape ({bank.shape[0]}, ), got '
+            f'{bank_labels.shape}')
+    if (not np.issubdtype(bank_labels.dtype, np.integer)
+            or (bank_labels < 0).any()):
+        raise ValueError(
+            'bank_labels must be known classes (integers >= 0), found '
+            f'{np.unique(bank_labels)[:10]}')
+    return np.unique(bank_labels, return_inverse=True)
+
+
+def _condition_number(covariance: np.ndarray) -> float:
+    """Largest over smallest eigenvalue; inf if it is not positive."""
+    eigenvalues = np.linalg.eigvalsh(covariance)
+    return (float(eigenvalues[-1] / eigenvalues[0])
+            if eigenvalues[0] > 0 else float('inf'))
+
+
+def fit_tied_gaussian(bank: ArrayLike,
+                      bank_labels: ArrayLike,
+                      shrinkage: Union[str, float] = 'auto',
+                      max_condition: float = MAHALANOBIS_MAX_CONDITION
+                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Class means and one shared (tied) covariance of a labelled bank.
+
+    Note:
+        The covariance is the maximum-likelihood estimate of Lee et al.
+        2018, :math:`\Sigma = \frac{1}{M} \sum_i (x_i - \mu_{y_i})
+        (x_i - \mu_{y_i})^T` over all ``M`` bank vectors. Features with
+        (almost) no variance, e.g. channels that ReLU keeps at zero, or
+        fewer vectors than dimensions make it singular, and its inverse
+        meaningless. ``shrinkage`` decides:
+
+        - ``'auto'``: :math:`\Sigma` itself if its condition number is at
+          most ``max_condition``, else a ``UserWarning`` and the Ledoit-Wolf
+          estimate;
+        - ``'ledoit_wolf'``: always ``sklearn.covariance.ledoit_wolf`` of
+          the class-centred vectors, :math:`(1 - a) \Sigma + a
+          \frac{\mathrm{tr} \Sigma}{D} I` with the coefficient ``a``
+          that Ledoit and Wolf (2004) derive from the data;
+        - a float ``a`` in ``[0, 1]``: that coefficient
+          (``sklearn.covariance.shrunk_covariance``; 0 keeps
+          :math:`\Sigma`).
+
+        A covariance that is still singular (condition number ``>= 1 /
+        eps`` of float64, e.g. ``shrinkage=0`` on rank-deficient features,
+        or zero variance) raises ``ValueError``.
+
+    Args:
+        bank (np.ndarray | torch.Tensor): Training vectors ``(M, D)``.
+        bank_labels (np.ndarray | torch.Tensor): Their classes, integers
+            ``>= 0``, shape ``(M, )``.
+        shrinkage (str | float): ``'auto'``, ``'ledoit_wolf'`` or a
+            coefficient in ``[0, 1]``. Defaults to ``'auto'``.
+        max_condition (float): Largest condition number ``'auto'`` accepts
+            unshrunk. Defaults to :data:`MAHALANOBIS_MAX_CONDITION` (1e10).
+
+    Returns:
+        tuple[np.ndarray]: The sorted classes ``(C, )``, the float64 class
+        means ``(C, D)`` and the covariance ``(D, D)``.
+    """
+    bank = _to_numpy(bank, 'bank').astype(np.float64)
+    _check_vectors(bank, 'bank')
+    classes, inverse = _bank_classes(bank, bank_labels)
+    means = np.zeros((classes.size, bank.shape[1]))
+    np.add.at(means, inverse, bank)
+    means /= np.bincount(inverse)[:, None]
+    centered = bank - means[inverse]
+    covariance = centered.T @ centered / bank.shape[0]
+    if isinstance(shrinkage, str):
+        if shrinkage not in ('auto', 'ledoit_wolf'):
+            raise ValueError(
+                "shrinkage must be 'auto', 'ledoit_wolf' or a float in "
+                f'[0, 1], got {shrinkage!r}')
+        condition = _condition_number(covariance)
+        if shrinkage == 'ledoit_wolf' or condition > max_condition:
+            covariance, coefficient = ledoit_wolf(
+                centered, assume_centered=True)
+        if shrinkage == 'auto' and condition > max_condition:
+            warnings.warn(
+                'mahalanobis: the tied covariance of the bank '
+                f'({bank.shape[0]} vectors, {bank.shape[1]} dimensions, '
+                f'{classes.size} classes) has condition number '
+                f'{condition:.3g} > max_condition={max_condition:.3g}; '
+                'using the Ledoit-Wolf estimate (shrinkage coefficient '
+                f'{coefficient:.3g} towards a multiple of the identity)',
+                stacklevel=3)
+    elif (isinstance(shrinkage, bool)
+          or not isinstance(shrinkage, (float, int, np.floating))
+          or not 0 <= shrinkage <= 1):
+        raise ValueError(
+            "shrinkage must be 'auto', 'ledoit_wolf' or a float in [0, 1], "
+            f'got {shrinkage!r}')
+    elif shrinkage > 0:
+        covariance = shrunk_covariance(covariance, float(shrinkage))
+    # Beyond 1 / eps the inverse is rounding noise.
+    if not _condition_number(covariance) < 1 / np.finfo(np.float64).eps:
+        raise ValueError(
+            'mahalanobis: the tied covariance of the bank is singular '
+            f'(condition number {_condition_number(covariance):.3g}, trace '
+            f'{np.trace(covariance):.3g}, shrinkage={shrinkage!r}); a zero '
+            'trace means every bank vector equals its class mean, otherwise '
+            "use shrinkage='auto' or 'ledoit_wolf'")
+    return classes, means, covariance
+
+
+def mahalanobis_scores(query: ArrayLike,
+                       bank: ArrayLike,
+                       bank_labels: ArrayLike,
+                       shrinkage: Union[str, float] = 'auto'
+                       ) -> Tuple[np.ndarray, np.ndarray]:
+    r"""Mahalanobis score with class means and a tied covariance.
+
+    `A Simple Unified Framework for Detecting Out-of-Distribution Samples
+    and Adversarial Attacks <https://arxiv.org/abs/1807.03888>`_ (Lee et
+    al. 2018), without input preprocessing or layer ensembles.
+
+    Note:
+        With the class means :math:`\mu_c` and covariance :math:`\Sigma`
+        of :func:`fit_tied_gaussian`, the score is
+        :math:`\max_c -(q - \mu_c)^T \Sigma^{-1} (q - \mu_c)`, minus the
+        smallest squared Mahalanobis distance (higher = more known), and
+        the prediction is the class of that mean. Vectorised: with the
+        Cholesky factor :math:`\Sigma = L L^T`, queries and means are
+        whitened once (:math:`L^{-1} x`, a triangular solve) and the
+        distances are squared Euclidean distances between whitened vectors
+        (``scipy.spatial.distance.cdist``), O(N D^2 + N C D).
+
+    Args:
+        query (np.ndarray | torch.Tensor): Test vectors ``(N, D)``.
+        bank (np.ndarray | torch.Tensor): Training vectors ``(M, D)``.
+        bank_labels (np.ndarray | torch.Tensor): Their classes ``(M, )``.
+        shrinkage (str | float): Covariance shrinkage, see
+            :func:`fit_tied_gaussian`. Defaults to ``'auto'``.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: float64 scores and int64 predictions
+        (bank labels), both of shape ``(N, )``.
+    """
+    query = _to_numpy(query, 'query').astype(np.float64)
+    _check_vectors(query, 'query')
+    classes, means, covariance = fit_tied_gaussian(bank, bank_labels,
+                                                   shrinkage)
+    if query.shape[1] != means.shape[1]:
+        raise ValueError(
+            f'query dimension {query.shape[1]} != bank dimension '
+            f'{means.shape[1]}')
+    factor = cholesky(covariance, lower=True)
+    distances = cdist(
+        solve_triangular(factor, query.T, lower=True).T,
+        solve_triangular(factor, means.T, lower=True).T, 'sqeuclidean')
+    nearest = distances.argmin(axis=1)
+    return (-distances[np.arange(query.shape[0]), nearest],
+            classes[nearest].astype(np.int64))

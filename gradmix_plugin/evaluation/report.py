@@ -10,7 +10,8 @@ Files written by :func:`write_osr_report` into a work directory:
 - ``osr_metrics.md``: the table of :func:`format_osr_table`.
 - ``npz_path`` (optional): the per-sample arrays
   ``OSRMetric.last_per_sample`` (``is_known``, ``gt_label``,
-  ``pred_label``, ``score_{name}``, ``pred_{name}``).
+  ``pred_label``, ``score_{name}``, ``pred_{name}`` and, on OOD
+  benchmarks, ``ood_source``).
 - In ``show_dir`` (optional): ``roc.png``, ``score_hist.png`` and
   ``oscr.png``.
 """
@@ -19,12 +20,13 @@ import math
 import os
 import os.path as osp
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .functional import (
     CLASSIFICATION_METRICS,
+    OPENOOD_METRICS,
     OSR_SCORES,
     RANKING_METRICS,
     oscr_curve,
@@ -35,21 +37,53 @@ METRICS_FILENAME = 'osr_metrics.json'
 PROVENANCE_KEY = 'provenance'
 #: Table columns: metric key and header.
 METRIC_COLUMNS = dict(
-    zip(RANKING_METRICS + CLASSIFICATION_METRICS,
-        ('AUROC', 'AUPR-In', 'AUPR-Out', 'FPR@95 (known +)', 'Acc', 'OSCR',
-         'OSCR (ARPL)')))
+    zip(RANKING_METRICS + CLASSIFICATION_METRICS + OPENOOD_METRICS,
+        ('AUROC', 'AUPR-In', 'AUPR-Out', 'FPR@95 (known +)', 'FPR@95 (OOD +)',
+         'Acc', 'OSCR', 'OSCR (ARPL)', 'FPR@95 (OpenOOD)', 'AUROC (OpenOOD)',
+         'AUPR-In (OpenOOD)', 'AUPR-Out (OpenOOD)', 'ACC (OpenOOD)')))
+#: Key part that starts the metrics of one OOD source:
+#: ``[prefix/]ood_<source>/<score>/<metric>``.
+SOURCE_KEY_PREFIX = 'ood_'
+#: Key part that starts the mean metrics of a group of OOD sources:
+#: ``[prefix/]group_<group>/<score>/<metric>``.
+GROUP_KEY_PREFIX = 'group_'
+
+
+def split_ood_subset(key: str) -> Tuple[Optional[str], str]:
+    """Split the OOD subset out of a metric key.
+
+    ``'osr/ood_tin/mls/auroc'`` gives ``('ood_tin', 'osr/mls/auroc')`` and
+    ``'osr/group_far/mls/auroc'`` gives ``('group_far', 'osr/mls/auroc')``;
+    keys of all samples (``'osr/mls/auroc'``) give ``(None, key)``.
+    """
+    parts = key.split('/')
+    if (len(parts) >= 3 and parts[-2] in OSR_SCORES
+            and parts[-3].startswith((SOURCE_KEY_PREFIX, GROUP_KEY_PREFIX))):
+        return parts[-3], '/'.join(parts[:-3] + parts[-2:])
+    return None, key
 
 
 def split_metric_key(key: str) -> Tuple[Optional[str], str]:
     """Split ``'[prefix/]score/metric'`` into ``(score, metric)``.
 
     Keys whose second-to-last part is not a score name (e.g.
-    ``'osr/accuracy'``) give ``(None, key)``.
+    ``'osr/accuracy'``) and the keys of one OOD source or group (e.g.
+    ``'osr/ood_tin/mls/auroc'``, see :func:`split_ood_subset`) give
+    ``(None, key)``.
     """
     parts = key.split('/')
-    if len(parts) >= 2 and parts[-2] in OSR_SCORES:
+    if (len(parts) >= 2 and parts[-2] in OSR_SCORES
+            and split_ood_subset(key)[0] is None):
         return parts[-2], parts[-1]
     return None, key
+
+
+def _subset_label(subset: Optional[str]) -> str:
+    if subset is None:
+        return 'all'
+    if subset.startswith(GROUP_KEY_PREFIX):
+        return f'{subset[len(GROUP_KEY_PREFIX):]} (mean)'
+    return subset[len(SOURCE_KEY_PREFIX):]
 
 
 def _format_value(value: float, std: Optional[float], digits: int) -> str:
@@ -65,12 +99,15 @@ def format_osr_table(metrics: Dict[str, float],
                      digits: int = 2) -> str:
     """Format OSR metrics as a markdown table, one row per score.
 
-    Metrics that belong to no score (``osr/accuracy``, other metrics of the
-    evaluator) are listed below the table.
+    With per-source keys (OOD benchmarks, :func:`split_ood_subset`), the
+    table has one row per score and OOD subset, in the order: each source,
+    each group (``<group> (mean)``), then ``all`` (every OOD source
+    together). Metrics that belong to no score (``osr/accuracy``, other
+    metrics of the evaluator) are listed below the table.
 
     Args:
         metrics (dict[str, float]): Flat metric dict, e.g. what
-            ``OSRMetric`` returns (keys ``[prefix/]score/metric``).
+            ``OSRMetric`` returns (keys ``[prefix/][subset/]score/metric``).
         std (dict[str, float], optional): Standard deviations with the same
             keys; cells then read ``mean ± std``. Defaults to None.
         digits (int): Decimals. Defaults to 2.
@@ -78,28 +115,40 @@ def format_osr_table(metrics: Dict[str, float],
     Returns:
         str: The table.
     """
-    cells: Dict[str, Dict[str, str]] = {}
+    cells: Dict[Tuple[str, Optional[str]], Dict[str, str]] = {}
+    subsets: Dict[Optional[str], None] = {}
     others = []
     for key, value in metrics.items():
-        score, metric = split_metric_key(key)
+        subset, rest = split_ood_subset(key)
+        score, metric = split_metric_key(rest)
         text = _format_value(value, None if std is None else std.get(key),
                              digits)
         if score is None or metric not in METRIC_COLUMNS:
             others.append(f'{key}: {text}')
         else:
-            cells.setdefault(score, {})[metric] = text
+            cells.setdefault((score, subset), {})[metric] = text
+            subsets[subset] = None
+    # Sources, then groups, then all samples.
+    order = sorted(
+        subsets,
+        key=lambda s: 2 if s is None else int(s.startswith(GROUP_KEY_PREFIX)))
+    with_subsets = order != [None]
     lines = []
     if cells:
         columns = [
             m for m in METRIC_COLUMNS
             if any(m in row for row in cells.values())
         ]
-        lines.append('| Score | ' +
-                     ' | '.join(METRIC_COLUMNS[m] for m in columns) + ' |')
-        lines.append('|---' * (len(columns) + 1) + '|')
-        for score in (s for s in OSR_SCORES if s in cells):
-            row = [cells[score].get(m, '-') for m in columns]
-            lines.append(f'| {score} | ' + ' | '.join(row) + ' |')
+        head = ['Score'] + (['OOD'] if with_subsets else [])
+        lines.append('| ' + ' | '.join(head + [
+            METRIC_COLUMNS[m] for m in columns]) + ' |')
+        lines.append('|---' * (len(columns) + len(head)) + '|')
+        for score in OSR_SCORES:
+            for subset in (s for s in order if (score, s) in cells):
+                row = [score] + ([_subset_label(subset)]
+                                 if with_subsets else [])
+                row += [cells[score, subset].get(m, '-') for m in columns]
+                lines.append('| ' + ' | '.join(row) + ' |')
     if others:
         if lines:
             lines.append('')
@@ -157,9 +206,49 @@ def _score_names(per_sample: Dict[str, np.ndarray]) -> List[str]:
     return [s for s in OSR_SCORES if f'score_{s}' in per_sample]
 
 
+def _unknown_subsets(per_sample: Dict[str, np.ndarray],
+                     is_known: np.ndarray) -> List[Tuple[str, np.ndarray]]:
+    """``(name, mask)`` of the unknown samples of every OOD source (in
+    order of appearance), then ``('all', ~is_known)``; without sources only
+    ``('unknown', ~is_known)``."""
+    if 'ood_source' not in per_sample:
+        return [('unknown', ~is_known)]
+    sources = np.asarray(per_sample['ood_source']).astype(str)
+    names = dict.fromkeys(sources[~is_known])
+    return [(name, sources == name) for name in names] + [('all', ~is_known)]
+
+
+def _plot_panels(panels: Dict[str, List[Tuple[str, str, np.ndarray]]],
+                 curve: Callable[[str, np.ndarray], Tuple[np.ndarray, ...]],
+                 axes_labels: Dict[str, str], path: str,
+                 diagonal: bool = False) -> str:
+    """One panel per entry of ``panels``, one line per ``(label, score,
+    rows)`` in it, at ``curve(score, rows)``; saved to ``path``."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5 * len(panels), 5))
+    for ax, (title, lines) in zip(
+            np.atleast_1d(fig.subplots(1, len(panels))), panels.items()):
+        for label, name, rows in lines:
+            x, y = curve(name, rows)[:2]
+            ax.plot(x, y, label=label)
+        if diagonal:
+            ax.plot([0, 1], [0, 1], color='grey', linestyle=':')
+        ax.set(title=title, **axes_labels)
+        ax.legend(loc='lower right')
+    fig.savefig(path, dpi=120, bbox_inches='tight')
+    return path
+
+
 def plot_osr_curves(per_sample: Dict[str, np.ndarray],
                     show_dir: str) -> List[str]:
     """Plot ROC curves, score histograms and OSCR curves as PNG files.
+
+    Without OOD sources, ``roc.png`` and ``oscr.png`` show one curve per
+    score. With them (``per_sample['ood_source']``, OOD benchmarks), they
+    show one panel per score with one curve per source (the known samples
+    against that source) and one for all sources together, and the
+    histograms show every source separately.
 
     Args:
         per_sample (dict[str, np.ndarray]): ``OSRMetric.last_per_sample``.
@@ -181,45 +270,53 @@ def plot_osr_curves(per_sample: Dict[str, np.ndarray],
                       stacklevel=2)
         return []
     os.makedirs(show_dir, exist_ok=True)
-    paths = []
+    subsets = _unknown_subsets(per_sample, is_known)
+    if len(subsets) == 1:
+        panels = {'': [(name, name, np.ones_like(is_known))
+                       for name in names]}
+    else:
+        panels = {
+            name: [(source, name, is_known | unknown)
+                   for source, unknown in subsets]
+            for name in names
+        }
 
-    fig = Figure(figsize=(5, 5))
-    ax = fig.subplots()
-    for name in names:
-        fpr, tpr, _ = roc_curve(is_known, per_sample[f'score_{name}'])
-        ax.plot(fpr, tpr, label=name)
-    ax.plot([0, 1], [0, 1], color='grey', linestyle=':')
-    ax.set(xlabel='FPR (unknown accepted)', ylabel='TPR (known accepted)',
-           title='ROC, known = positive')
-    ax.legend(loc='lower right')
-    paths.append(osp.join(show_dir, 'roc.png'))
-    fig.savefig(paths[-1], dpi=120, bbox_inches='tight')
+    def roc(name, rows):
+        return roc_curve(is_known[rows], per_sample[f'score_{name}'][rows])
+
+    def oscr(name, rows):
+        correct = is_known & (per_sample[f'pred_{name}'] == labels)
+        return oscr_curve(per_sample[f'score_{name}'][rows], is_known[rows],
+                          correct[rows])
+
+    paths = [
+        _plot_panels(
+            panels, roc,
+            dict(xlabel='FPR (unknown accepted)',
+                 ylabel='TPR (known accepted), known = positive'),
+            osp.join(show_dir, 'roc.png'), diagonal=True)
+    ]
 
     fig = Figure(figsize=(4 * len(names), 3.5))
+    groups = [('known', is_known)] + (
+        subsets if len(subsets) == 1 else subsets[:-1])
     for ax, name in zip(np.atleast_1d(fig.subplots(1, len(names))), names):
         values = per_sample[f'score_{name}']
         bins = np.histogram_bin_edges(values, bins=50)
-        ax.hist(values[is_known], bins=bins, alpha=0.6, density=True,
-                label='known')
-        ax.hist(values[~is_known], bins=bins, alpha=0.6, density=True,
-                label='unknown')
+        for label, rows in groups:
+            ax.hist(values[rows], bins=bins, alpha=0.5, density=True,
+                    label=label)
         ax.set(title=name, xlabel='score')
         ax.legend()
     paths.append(osp.join(show_dir, 'score_hist.png'))
     fig.savefig(paths[-1], dpi=120, bbox_inches='tight')
 
-    fig = Figure(figsize=(5, 5))
-    ax = fig.subplots()
-    for name in names:
-        correct = is_known & (per_sample[f'pred_{name}'] == labels)
-        fpr, ccr, _ = oscr_curve(per_sample[f'score_{name}'], is_known,
-                                 correct)
-        ax.plot(fpr, ccr, label=name)
-    ax.set(xlabel='FPR (unknown accepted)',
-           ylabel='CCR (known accepted and correct)', title='OSCR curve')
-    ax.legend(loc='lower right')
-    paths.append(osp.join(show_dir, 'oscr.png'))
-    fig.savefig(paths[-1], dpi=120, bbox_inches='tight')
+    paths.append(
+        _plot_panels(
+            panels, oscr,
+            dict(xlabel='FPR (unknown accepted)',
+                 ylabel='CCR (known accepted and correct)'),
+            osp.join(show_dir, 'oscr.png')))
     return paths
 
 

@@ -102,7 +102,8 @@ def test_ranking_metrics_equal_sklearn(seed, levels):
         average_precision_score(~is_known, -scores))
     assert metrics['fpr95_known_pos'] == pytest.approx(
         brute_force_fpr95(scores, is_known))
-    assert set(metrics) == {'auroc', 'aupr_in', 'aupr_out', 'fpr95_known_pos'}
+    assert set(metrics) == {'auroc', 'aupr_in', 'aupr_out', 'fpr95_known_pos',
+                            'fpr95_ood_pos'}
 
 
 @pytest.mark.parametrize('seed,levels', CASES)

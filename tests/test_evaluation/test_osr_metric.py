@@ -6,7 +6,11 @@ from mmpretrain.registry import METRICS
 from mmpretrain.structures import DataSample
 from sklearn.metrics import roc_auc_score
 
-from gradmix_plugin.evaluation import OSRMetric
+from gradmix_plugin.evaluation import (
+    OSRMetric,
+    compute_osr_metrics,
+    mahalanobis_scores,
+)
 
 NUM_CLASSES = 3
 
@@ -108,8 +112,8 @@ def test_metric_end_to_end_through_evaluator():
     # knn uses the logits' predictions when the model has a classifier.
     assert metrics['osr/knn/accuracy'] == metrics['osr/accuracy']
 
-    names = {'auroc', 'aupr_in', 'aupr_out', 'fpr95_known_pos', 'accuracy',
-             'oscr', 'oscr_arpl'}
+    names = {'auroc', 'aupr_in', 'aupr_out', 'fpr95_known_pos',
+             'fpr95_ood_pos', 'accuracy', 'oscr', 'oscr_arpl'}
     for score in ('class_knn', 'knn', 'msp', 'mls', 'energy'):
         assert {k.split('/')[-1] for k in metrics
                 if k.startswith(f'osr/{score}/')} == names
@@ -188,3 +192,120 @@ def test_calculate_without_runner_and_bad_arguments():
         metric.set_bank(bank, -np.ones(len(bank_labels)))
     with pytest.raises(ValueError, match="bank\\['feats'\\] must have shape"):
         metric.set_bank(dict(feats=bank['feats'][:3]), bank_labels)
+
+
+# OOD benchmarks: several sources, groups, Mahalanobis, OpenOOD values.
+SOURCES = ('near_a', 'near_b', 'far')
+
+
+def ood_case(seed=0):
+    """36 known samples and 3 OOD sources of different difficulty."""
+    outputs, labels, bank, bank_labels = make_outputs(
+        seed, num_known=36, num_unknown=30)
+    sources = np.array([None] * 36 + [SOURCES[i % 3] for i in range(30)],
+                       dtype=object)
+    far = sources == 'far'
+    outputs['logits'][far] -= 3.0  # an easier source
+    outputs['feats'][far] += 4.0
+    return outputs, labels, bank, bank_labels, sources
+
+
+def evaluate_with_sources(metric, outputs, labels, sources, groups=None,
+                          batch_size=7):
+    evaluator = Evaluator(metric)
+    evaluator.dataset_meta = dict(
+        classes=('a', 'b', 'c'), ood_sources=SOURCES, ood_groups=groups)
+    samples = data_samples(outputs, labels)
+    for sample, source in zip(samples, sources):
+        if source is not None:
+            sample.set_metainfo(dict(ood_source=source))
+    for start in range(0, len(samples), batch_size):
+        evaluator.process(samples[start:start + batch_size])
+    return evaluator.evaluate(len(samples))
+
+
+def test_per_source_metrics_equal_each_source_alone():
+    outputs, labels, bank, bank_labels, sources = ood_case()
+    metric = OSRMetric(
+        scores=('knn', 'mahalanobis', 'mls'), feature='feats', knn_k=5,
+        openood_compat=True)
+    metric.set_bank(bank, bank_labels)
+    groups = dict(near=['near_a', 'near_b'], every=list(SOURCES))
+    metrics = evaluate_with_sources(metric, outputs, labels, sources, groups)
+
+    kwargs = dict(bank=bank, bank_labels=bank_labels, feature='feats',
+                  knn_k=5, scores=('knn', 'mahalanobis', 'mls'),
+                  openood_compat=True)
+    overall, _ = OSRMetric.calculate(outputs, labels, **kwargs)
+    for key, value in overall.items():
+        assert metrics[f'osr/{key}'] == pytest.approx(value), key
+    per_source = {}
+    for source in SOURCES:
+        rows = (labels >= 0) | (sources == source)
+        alone, _ = OSRMetric.calculate(
+            {k: v[rows] for k, v in outputs.items()}, labels[rows], **kwargs)
+        per_source[source] = alone
+        for key, value in alone.items():
+            if key != 'accuracy':
+                assert metrics[f'osr/ood_{source}/{key}'] == pytest.approx(
+                    value), (source, key)
+    # The far source is easier, and the sources differ from the overall.
+    assert metrics['osr/ood_far/mls/auroc'] > metrics[
+        'osr/ood_near_a/mls/auroc']
+    for key in ('mls/auroc', 'mahalanobis/fpr95_ood_pos',
+                'knn/openood_aupr_out', 'mls/oscr'):
+        assert metrics[f'osr/group_near/{key}'] == pytest.approx(
+            (per_source['near_a'][key] + per_source['near_b'][key]) / 2)
+        assert metrics[f'osr/group_every/{key}'] == pytest.approx(
+            np.mean([per_source[s][key] for s in SOURCES]))
+    # Every metric of every score for every subset.
+    names = {k.split('/')[-1] for k in metrics if k.startswith('osr/knn/')}
+    assert len(names) == 13
+    for subset in ('ood_near_a', 'ood_far', 'group_near'):
+        for score in ('knn', 'mahalanobis', 'mls'):
+            assert {k.split('/')[-1] for k in metrics
+                    if k.startswith(f'osr/{subset}/{score}/')} == names
+
+    per_sample = metric.last_per_sample
+    np.testing.assert_array_equal(
+        per_sample['ood_source'],
+        np.where(labels >= 0, '', sources.astype(str)))
+
+
+def test_mahalanobis_through_the_metric():
+    outputs, labels, bank, bank_labels = make_outputs(seed=5)
+    metric = OSRMetric(scores=('mahalanobis', ), feature='embeds')
+    metric.set_bank(bank, bank_labels)
+    evaluator = Evaluator(metric)
+    evaluator.process(data_samples(outputs, labels))
+    metrics = evaluator.evaluate(len(labels))
+    scores, preds = mahalanobis_scores(outputs['embeds'], bank['embeds'],
+                                       bank_labels)
+    expected = compute_osr_metrics(scores, labels >= 0, preds, labels)
+    for key, value in expected.items():
+        assert metrics[f'osr/mahalanobis/{key}'] == pytest.approx(100 * value)
+    np.testing.assert_array_equal(metric.last_per_sample['pred_mahalanobis'],
+                                  preds)
+    assert 'ood_source' not in metric.last_per_sample
+
+
+def test_bad_sources_and_groups():
+    outputs, labels, bank, bank_labels, sources = ood_case(seed=1)
+    calculate = OSRMetric.calculate
+    with pytest.raises(ValueError, match="group 'near' .* \\['tin'\\] have "
+                       'no samples'):
+        calculate(outputs, labels, scores=('mls', ), ood_sources=sources,
+                  ood_groups=dict(near=['near_a', 'tin']))
+    named = sources.copy()
+    named[0] = 'far'
+    with pytest.raises(ValueError, match="1 known samples have an "
+                       "ood_source \\(e.g. 'far'\\)"):
+        calculate(outputs, labels, scores=('mls', ), ood_sources=named)
+    unnamed = sources.copy()
+    unnamed[-1] = None
+    with pytest.raises(ValueError, match='1 unknown samples have no '
+                       'ood_source'):
+        calculate(outputs, labels, scores=('mls', ), ood_sources=unnamed)
+    with pytest.raises(ValueError, match='need ood_sources'):
+        calculate(outputs, labels, scores=('mls', ),
+                  ood_groups=dict(near=['near_a']))

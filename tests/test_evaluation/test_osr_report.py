@@ -6,14 +6,17 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from matplotlib.image import imread
 
 from gradmix_plugin.evaluation import (
     METRICS_FILENAME,
     OSRMetric,
     format_osr_table,
     load_osr_metrics,
+    plot_osr_curves,
     save_osr_metrics,
     split_metric_key,
+    split_ood_subset,
     write_osr_report,
 )
 
@@ -56,6 +59,54 @@ def test_split_metric_key_and_table():
     assert lines[-1] == 'osr/accuracy: 95.00'
     table = format_osr_table({'mls/auroc': 90.0}, std={'mls/auroc': 1.5})
     assert '| mls | 90.00 ± 1.50 |' in table
+
+
+def test_ood_keys_and_table():
+    assert split_ood_subset('osr/ood_tin/mls/auroc') == ('ood_tin',
+                                                         'osr/mls/auroc')
+    assert split_ood_subset('val/osr/group_far/knn/fpr95_ood_pos') == (
+        'group_far', 'val/osr/knn/fpr95_ood_pos')
+    assert split_ood_subset('osr/mls/auroc') == (None, 'osr/mls/auroc')
+    assert split_ood_subset('osr/ood_tin/accuracy') == (
+        None, 'osr/ood_tin/accuracy')
+    # Per-source keys are not keys of the overall table.
+    assert split_metric_key('osr/ood_tin/mls/auroc') == (
+        None, 'osr/ood_tin/mls/auroc')
+    table = format_osr_table({
+        'osr/mls/auroc': 80.0,
+        'osr/ood_tin/mls/auroc': 70.0,
+        'osr/ood_mnist/mls/auroc': 90.0,
+        'osr/group_all/mls/auroc': 80.0,
+        'osr/ood_tin/knn/auroc': 60.0,
+        'osr/ood_tin/knn/openood_fpr95': 50.0,
+        'osr/accuracy': 95.0,
+    })
+    lines = table.splitlines()
+    assert lines[0] == '| Score | OOD | AUROC | FPR@95 (OpenOOD) |'
+    # Score by score: each source, each group, then all sources.
+    assert lines[2:7] == [
+        '| knn | tin | 60.00 | 50.00 |',
+        '| mls | tin | 70.00 | - |',
+        '| mls | mnist | 90.00 | - |',
+        '| mls | all (mean) | 80.00 | - |',
+        '| mls | all | 80.00 | - |',
+    ]
+    assert lines[-1] == 'osr/accuracy: 95.00'
+
+
+def test_plots_show_every_source(tmp_path):
+    metrics, per_sample = fake_evaluation()
+    is_known = per_sample['is_known']
+    sources = np.where(is_known, '',
+                       np.where(np.arange(is_known.size) % 2, 'a', 'b'))
+    plain = plot_osr_curves(per_sample, str(tmp_path / 'plain'))
+    per_sample['ood_source'] = sources
+    paths = plot_osr_curves(per_sample, str(tmp_path / 'ood'))
+    # ROC and OSCR: one panel per score (msp, mls), one curve per source,
+    # instead of one panel for all scores.
+    for i in (0, 2):
+        assert imread(paths[i]).shape[1] > 1.5 * imread(plain[i]).shape[1]
+    assert paths[1].endswith('score_hist.png')
 
 
 def test_json_round_trip_keeps_nan(tmp_path):

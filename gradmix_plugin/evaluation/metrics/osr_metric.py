@@ -1,6 +1,6 @@
 import logging
 import time
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -9,7 +9,7 @@ from mmengine.logging import print_log
 from mmpretrain.registry import METRICS
 
 from ..functional import (
-    KNN_SCORES,
+    BANK_SCORES,
     LOGIT_SCORES,
     OSR_SCORES,
     class_knn_scores,
@@ -17,8 +17,9 @@ from ..functional import (
     knn_scores,
     l2_normalize,
     logit_scores,
+    mahalanobis_scores,
 )
-from ..report import format_osr_table
+from ..report import GROUP_KEY_PREFIX, SOURCE_KEY_PREFIX, format_osr_table
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -38,18 +39,28 @@ def _to_numpy(x: ArrayLike) -> np.ndarray:
 
 @METRICS.register_module()
 class OSRMetric(BaseMetric):
-    """Open-set recognition metrics for several scores at once.
+    """Open-set recognition and OOD detection metrics for several scores.
 
     Evaluates a test set made of known samples (``gt_label`` in
     ``[0, K)``) and unknown samples (any negative ``gt_label``, the
     plugin uses -1). For every score in ``scores`` it reports
     ``{score}/auroc``, ``{score}/aupr_in``, ``{score}/aupr_out``,
-    ``{score}/fpr95_known_pos``, ``{score}/accuracy``, ``{score}/oscr`` and
-    ``{score}/oscr_arpl`` (see
-    :func:`gradmix_plugin.evaluation.compute_osr_metrics`), plus the
+    ``{score}/fpr95_known_pos``, ``{score}/fpr95_ood_pos``,
+    ``{score}/accuracy``, ``{score}/oscr`` and ``{score}/oscr_arpl`` (see
+    :func:`gradmix_plugin.evaluation.compute_osr_metrics`; with
+    ``openood_compat=True`` also ``{score}/openood_*``), plus the
     closed-set ``accuracy`` of the model, all as **percentages** like
     mmpretrain's ``Accuracy``. With the default prefix the keys read
     ``osr/class_knn/auroc``, ``osr/accuracy``, ...
+
+    OOD benchmarks (``OODDataset``): unknown samples that carry an
+    ``ood_source`` name in their data sample are also evaluated per source
+    (the known samples against that source only), keys
+    ``ood_{source}/{score}/{metric}``, and per group of sources (the mean
+    over the group's sources, as OpenOOD averages its near / far sets),
+    keys ``group_{group}/{score}/{metric}``, with the groups taken from the
+    dataset's ``ood_groups`` metainfo. The keys without a source are then
+    the known samples against all OOD sources together.
 
     Scores (higher = more known):
 
@@ -58,13 +69,17 @@ class OSRMetric(BaseMetric):
     - ``knn``: :func:`~gradmix_plugin.evaluation.knn_scores` with
       ``knn_k``; predictions from the logits when the model gives them,
       else from ``class_knn``.
+    - ``mahalanobis``: :func:`~gradmix_plugin.evaluation.mahalanobis_scores`
+      (class means and tied covariance of the bank, Lee et al. 2018); its
+      own predictions (the nearest class mean).
     - ``msp``, ``mls``, ``energy``: from the logits
       (:func:`~gradmix_plugin.evaluation.logit_scores`).
 
     The model's closed-set predictions (``accuracy``) come from the logits
     when present, else from ``class_knn``.
 
-    The kNN scores need the training bank, set with :meth:`set_bank` by
+    The bank scores (kNN and Mahalanobis) need the training bank, set with
+    :meth:`set_bank` by
     ``OSRBankHook`` before every evaluation. A score whose inputs are
     missing (no bank, no ``logits`` or no ``embeds`` in the model outputs)
     is skipped with a logged warning, so one config serves models with and
@@ -74,9 +89,9 @@ class OSRMetric(BaseMetric):
 
     Args:
         scores (Sequence[str]): Scores to evaluate, from ``'class_knn'``,
-            ``'knn'``, ``'msp'``, ``'mls'`` and ``'energy'``.
-            Defaults to all of them.
-        feature (str): Vectors of the kNN scores: ``'embeds'`` (projection
+            ``'knn'``, ``'mahalanobis'``, ``'msp'``, ``'mls'`` and
+            ``'energy'``. Defaults to all of them.
+        feature (str): Vectors of the bank scores: ``'embeds'`` (projection
             head embeddings), ``'feats'`` (backbone / neck features) or
             ``'both'`` (the concatenation of the separately L2-normalised
             feats and embeds). Defaults to ``'embeds'``.
@@ -88,6 +103,14 @@ class OSRMetric(BaseMetric):
             logits, else ``max(bank_labels) + 1``.
         energy_temperature (float): Temperature of ``energy``.
             Defaults to 1.0.
+        mahalanobis_shrinkage (str | float): Covariance shrinkage of
+            ``mahalanobis``, see
+            :func:`~gradmix_plugin.evaluation.fit_tied_gaussian`.
+            Defaults to ``'auto'``.
+        openood_compat (bool): Also report OpenOOD v1.5's FPR@95, AUROC,
+            AUPR-In, AUPR-Out and ACC (``openood_*`` keys, see
+            :func:`~gradmix_plugin.evaluation.openood_metrics`).
+            Defaults to False.
         chunk_size (int): Queries per faiss search. Defaults to 4096.
         use_gpu (bool, optional): faiss on the GPU; ``None`` picks the GPU
             when available. Defaults to None.
@@ -113,6 +136,8 @@ class OSRMetric(BaseMetric):
                  knn_k: int = 50,
                  num_classes: Optional[int] = None,
                  energy_temperature: float = 1.0,
+                 mahalanobis_shrinkage: Union[str, float] = 'auto',
+                 openood_compat: bool = False,
                  chunk_size: int = 4096,
                  use_gpu: Optional[bool] = None,
                  collect_device: str = 'cpu',
@@ -132,6 +157,8 @@ class OSRMetric(BaseMetric):
         self.knn_k = knn_k
         self.num_classes = num_classes
         self.energy_temperature = energy_temperature
+        self.mahalanobis_shrinkage = mahalanobis_shrinkage
+        self.openood_compat = openood_compat
         self.chunk_size = chunk_size
         self.use_gpu = use_gpu
         self.bank: Optional[Dict[str, np.ndarray]] = None
@@ -153,7 +180,7 @@ class OSRMetric(BaseMetric):
     def output_keys(self) -> Tuple[str, ...]:
         """Model outputs kept per sample by :meth:`process`."""
         keys = ['logits']
-        if any(s in KNN_SCORES for s in self.scores):
+        if any(s in BANK_SCORES for s in self.scores):
             if self.feature in ('feats', 'both'):
                 keys.append('feats')
             if self.feature in ('embeds', 'both'):
@@ -188,7 +215,8 @@ class OSRMetric(BaseMetric):
         self.bank, self.bank_labels = checked, labels
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        """Keep ``gt_label`` and the model outputs of every sample.
+        """Keep ``gt_label``, ``ood_source`` (if any) and the model outputs
+        of every sample.
 
         Args:
             data_batch: A batch of data from the dataloader.
@@ -196,7 +224,9 @@ class OSRMetric(BaseMetric):
         """
         for data_sample in data_samples:
             gt_label = _to_numpy(data_sample['gt_label']).reshape(-1)
-            result = dict(gt_label=int(gt_label[0]))
+            result = dict(
+                gt_label=int(gt_label[0]),
+                ood_source=data_sample.get('ood_source'))
             for key in self.output_keys:
                 if key in data_sample:
                     result[key] = _to_numpy(data_sample[key]).reshape(-1)
@@ -222,6 +252,7 @@ class OSRMetric(BaseMetric):
                 raise ValueError(
                     f'only {present} of {len(results)} samples have '
                     f'{key!r} in their model outputs')
+        sources = [r.get('ood_source') for r in results]
         metrics, self.last_per_sample = self.calculate(
             outputs,
             labels,
@@ -233,8 +264,12 @@ class OSRMetric(BaseMetric):
             knn_k=self.knn_k,
             num_classes=self.num_classes,
             energy_temperature=self.energy_temperature,
+            mahalanobis_shrinkage=self.mahalanobis_shrinkage,
+            openood_compat=self.openood_compat,
             chunk_size=self.chunk_size,
-            use_gpu=self.use_gpu)
+            use_gpu=self.use_gpu,
+            ood_sources=sources if any(sources) else None,
+            ood_groups=(self.dataset_meta or {}).get('ood_groups'))
         print_log(
             f'OSRMetric: scored {labels.size} samples '
             f'({int((labels >= 0).sum())} known) in '
@@ -244,24 +279,24 @@ class OSRMetric(BaseMetric):
         return metrics
 
     @staticmethod
-    def _knn_vectors(outputs: Dict[str, np.ndarray],
-                     bank: Optional[Dict[str, np.ndarray]], feature: str
-                     ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    def _bank_vectors(outputs: Dict[str, np.ndarray],
+                      bank: Optional[Dict[str, np.ndarray]], feature: str
+                      ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """Query and bank vectors of ``feature``, or None with a warning."""
         keys = ('feats', 'embeds') if feature == 'both' else (feature, )
         missing = [k for k in keys if k not in outputs]
         if missing:
             _warn(f'OSRMetric: the model outputs have no {missing}, so the '
-                  f'kNN scores with feature={feature!r} are skipped')
+                  f'bank scores with feature={feature!r} are skipped')
             return None
         if bank is None:
-            _warn('OSRMetric: no kNN bank was set (add OSRBankHook to '
-                  'custom_hooks or call set_bank()), so the kNN scores are '
-                  'skipped')
+            _warn('OSRMetric: no training bank was set (add OSRBankHook to '
+                  'custom_hooks or call set_bank()), so the kNN and '
+                  'Mahalanobis scores are skipped')
             return None
         missing = [k for k in keys if k not in bank]
         if missing:
-            _warn(f'OSRMetric: the bank has no {missing}, so the kNN scores '
+            _warn(f'OSRMetric: the bank has no {missing}, so the bank scores '
                   f'with feature={feature!r} are skipped')
             return None
         if feature != 'both':
@@ -269,6 +304,39 @@ class OSRMetric(BaseMetric):
         return tuple(
             np.concatenate([l2_normalize(side[k]) for k in keys], axis=1)
             for side in (outputs, bank))
+
+    @staticmethod
+    def _check_sources(ood_sources: Sequence[Optional[str]],
+                       is_known: np.ndarray,
+                       ood_groups: Optional[Mapping[str, Sequence[str]]]
+                       ) -> Tuple[np.ndarray, List[str]]:
+        """Per-sample source names ('' for known samples) and the sources in
+        order of first appearance, checked against the labels and groups."""
+        sources = np.array(['' if s is None else str(s) for s in ood_sources])
+        if sources.shape != is_known.shape:
+            raise ValueError(
+                f'ood_sources has {sources.size} entries, expected one per '
+                f'sample ({is_known.size})')
+        named_known = int((is_known & (sources != '')).sum())
+        if named_known:
+            raise ValueError(
+                f'{named_known} known samples have an ood_source (e.g. '
+                f'{str(sources[is_known & (sources != "")][0])!r}); only '
+                'OOD samples (gt_label -1) may name one')
+        unnamed = int((~is_known & (sources == '')).sum())
+        if unnamed:
+            raise ValueError(
+                f'{unnamed} unknown samples have no ood_source while others '
+                'have one; build the test set with OODDataset')
+        names = [str(s) for s in dict.fromkeys(sources[~is_known])]
+        for group, members in (ood_groups or {}).items():
+            missing = [m for m in members if m not in names]
+            if missing or not members:
+                raise ValueError(
+                    f'OOD group {group!r} names sources {list(members)}, '
+                    f'but {missing} have no samples; the sources are '
+                    f'{names}')
+        return sources, names
 
     @classmethod
     def calculate(cls,
@@ -282,8 +350,12 @@ class OSRMetric(BaseMetric):
                   knn_k: int = 50,
                   num_classes: Optional[int] = None,
                   energy_temperature: float = 1.0,
+                  mahalanobis_shrinkage: Union[str, float] = 'auto',
+                  openood_compat: bool = False,
                   chunk_size: int = 4096,
-                  use_gpu: Optional[bool] = None
+                  use_gpu: Optional[bool] = None,
+                  ood_sources: Optional[Sequence[Optional[str]]] = None,
+                  ood_groups: Optional[Mapping[str, Sequence[str]]] = None
                   ) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
         """Compute the metrics from stacked outputs, without a runner.
 
@@ -298,27 +370,40 @@ class OSRMetric(BaseMetric):
             bank_labels (np.ndarray | torch.Tensor, optional): Classes of
                 the bank vectors. Defaults to None.
             scores, feature, class_knn_k, knn_k, num_classes,
-                energy_temperature, chunk_size, use_gpu: As in
-                :class:`OSRMetric`.
+                energy_temperature, mahalanobis_shrinkage, openood_compat,
+                chunk_size, use_gpu: As in :class:`OSRMetric`.
+            ood_sources (Sequence[str | None], optional): The OOD source of
+                every sample, None (or '') for the known samples. Defaults
+                to None (no per-source metrics).
+            ood_groups (Mapping[str, Sequence[str]], optional): Groups of
+                sources, e.g. ``dict(near=['cifar100', 'tin'])``, reported
+                as the mean over their sources. Defaults to None.
 
         Returns:
             tuple[dict[str, float], dict[str, np.ndarray]]: The metrics in
             percent, and per-sample arrays: ``is_known``, ``gt_label``,
-            ``pred_label`` (the model's closed-set predictions) and
-            ``score_{name}`` / ``pred_{name}`` for every computed score.
+            ``pred_label`` (the model's closed-set predictions),
+            ``score_{name}`` / ``pred_{name}`` for every computed score and,
+            with ``ood_sources``, ``ood_source`` ('' for known samples).
         """
         scores = cls._check_scores(scores)
         labels = _to_numpy(labels).reshape(-1).astype(np.int64)
         outputs = {k: _to_numpy(v) for k, v in outputs.items()}
         is_known = labels >= 0
+        if ood_sources is not None:
+            sources, source_names = cls._check_sources(ood_sources, is_known,
+                                                       ood_groups)
+        elif ood_groups:
+            raise ValueError(
+                f'ood_groups {dict(ood_groups)} need ood_sources')
         logits = outputs.get('logits')
         logit_preds = None if logits is None else logits.argmax(axis=1)
 
         computed: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         class_knn_preds = None
-        wanted_knn = any(s in KNN_SCORES for s in scores)
+        wanted_bank = any(s in BANK_SCORES for s in scores)
         vectors = (
-            cls._knn_vectors(outputs, bank, feature) if wanted_knn else None)
+            cls._bank_vectors(outputs, bank, feature) if wanted_bank else None)
         if vectors is not None:
             query, bank_vectors = vectors
             if 'class_knn' in scores or logits is None:
@@ -336,6 +421,10 @@ class OSRMetric(BaseMetric):
                                  use_gpu)
                 computed['knn'] = (knn, logit_preds if logits is not None
                                    else class_knn_preds)
+            if 'mahalanobis' in scores:
+                computed['mahalanobis'] = mahalanobis_scores(
+                    query, bank_vectors, _to_numpy(bank_labels),
+                    mahalanobis_shrinkage)
         for name in (s for s in scores if s in LOGIT_SCORES):
             if logits is None:
                 _warn(f'OSRMetric: the model outputs have no logits, so '
@@ -348,14 +437,34 @@ class OSRMetric(BaseMetric):
                 f'OSRMetric could not compute any of the scores {scores}; '
                 'see the warnings above')
 
+        # Subsets of the samples: all of them, then the known samples with
+        # each OOD source alone.
+        subsets = {'': np.ones_like(is_known)}
+        if ood_sources is not None:
+            subsets.update(
+                (f'{SOURCE_KEY_PREFIX}{name}/', is_known | (sources == name))
+                for name in source_names)
         metrics = {}
         per_sample = dict(is_known=is_known, gt_label=labels)
         for name, (values, preds) in computed.items():
-            for key, value in compute_osr_metrics(values, is_known, preds,
-                                                  labels).items():
-                metrics[f'{name}/{key}'] = 100.0 * value
+            for prefix, rows in subsets.items():
+                for key, value in compute_osr_metrics(
+                        values[rows], is_known[rows], preds[rows],
+                        labels[rows], openood_compat).items():
+                    metrics[f'{prefix}{name}/{key}'] = 100.0 * value
             per_sample[f'score_{name}'] = values
             per_sample[f'pred_{name}'] = preds
+        for group, members in (ood_groups or {}).items():
+            for key in [k for k in metrics if k.startswith(
+                    f'{SOURCE_KEY_PREFIX}{members[0]}/')]:
+                suffix = key.split('/', 1)[1]
+                metrics[f'{GROUP_KEY_PREFIX}{group}/{suffix}'] = float(
+                    np.mean([
+                        metrics[f'{SOURCE_KEY_PREFIX}{m}/{suffix}']
+                        for m in members
+                    ]))
+        if ood_sources is not None:
+            per_sample['ood_source'] = sources
         model_preds = (
             logit_preds if logit_preds is not None else class_knn_preds)
         per_sample['pred_label'] = model_preds
