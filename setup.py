@@ -67,6 +67,8 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['gradmix_plugin', 'gradmix_plugin.*']),
+    # The Semantic Shift Benchmark split lists (datasets/ssb.py).
+    package_data={'gradmix_plugin.datasets': ['ssb_splits/*.json']},
     install_requires=[
         'torch>=2.0',
         # mmpretrain imports torchvision without declaring it.

@@ -79,9 +79,12 @@ class OSRDataset:
         protocol (str, optional): A protocol name of
             ``gradmix_plugin.datasets.osr_splits.OSR_PROTOCOLS``: 'mnist',
             'svhn', 'cifar10', 'cifar_plus10', 'cifar_plus50',
-            'tinyimagenet' or 'digits'. Give either this or
+            'tinyimagenet', 'digits', or the Semantic Shift Benchmark's
+            'cub', 'aircraft' and 'scars'. Give either this or
             ``known_classes``. Defaults to None.
-        split (int): Split index of the protocol, 0 to 4. Defaults to 0.
+        split (int | str): Split index of the protocol, 0 to 4; for the
+            SSB protocols the difficulty of the unknown classes, 'easy' or
+            'hard' (the known classes are the same). Defaults to 0.
         subset (str): 'known' (samples of the known classes, for training
             and closed-set testing), 'unknown' (samples of the unknown
             classes) or 'open' (known then unknown samples, for open-set
@@ -97,6 +100,11 @@ class OSRDataset:
             the CIFAR+N protocols (fine-label ids). Required by those
             protocols for the 'unknown' and 'open' subsets. Defaults to
             None.
+        max_per_class (int, optional): Keep at most this many samples of
+            every class (known and unknown), drawn once with ``seed``: a
+            smoke run of a config on real folders in minutes. Defaults to
+            None (all samples).
+        seed (int): Seed of ``max_per_class``. Defaults to 0.
         lazy_init (bool): Whether to defer scanning the datasets until the
             wrapper is first used. Defaults to False.
     """
@@ -106,11 +114,13 @@ class OSRDataset:
     def __init__(self,
                  dataset: Union[BaseDataset, dict],
                  protocol: Optional[str] = None,
-                 split: int = 0,
+                 split: Union[int, str] = 0,
                  subset: str = 'known',
                  known_classes: Optional[Sequence[int]] = None,
                  unknown_classes: Optional[Sequence[int]] = None,
                  unknown_dataset: Union[BaseDataset, dict, None] = None,
+                 max_per_class: Optional[int] = None,
+                 seed: int = 0,
                  lazy_init: bool = False):
         if subset not in self.SUBSETS:
             raise ValueError(f'OSRDataset `subset` {subset!r} is not one of '
@@ -126,13 +136,21 @@ class OSRDataset:
                     f'OSRDataset protocol {protocol!r} defines the unknown '
                     'classes; do not also give `unknown_classes`.')
             known_classes, unknown_classes = get_osr_split(protocol, split)
-            if (unknown_classes is not None and unknown_dataset is None
+            if (get_osr_protocol(protocol).num_unknown_dataset_classes
+                    is not None and unknown_dataset is None
                     and subset != 'known'):
                 raise ValueError(
                     f'OSRDataset protocol {protocol!r} takes its unknown '
                     'samples from a second dataset: set `unknown_dataset` '
                     f'(e.g. the CIFAR-100 test set) for subset {subset!r}.')
 
+        if max_per_class is not None and (isinstance(max_per_class, bool)
+                                          or not isinstance(max_per_class, int)
+                                          or max_per_class < 1):
+            raise ValueError('OSRDataset `max_per_class` must be a positive '
+                             f'integer or None, got {max_per_class!r}.')
+        self.max_per_class = max_per_class
+        self.seed = seed
         self.protocol = protocol
         self.split = split
         self.subset = subset
@@ -188,7 +206,8 @@ class OSRDataset:
                 self.unknown_classes = list(range(num_unknown_dataset_classes))
             _check_class_ids(self.unknown_classes, num_unknown_dataset_classes,
                              'unknown_classes', self.unknown_dataset)
-        elif osr_protocol is None or osr_protocol.unknown is None:
+        elif (osr_protocol is None
+              or osr_protocol.num_unknown_dataset_classes is None):
             if self.unknown_classes is None:
                 self.unknown_classes = [
                     c for c in range(num_known_dataset_classes)
@@ -209,8 +228,9 @@ class OSRDataset:
         source_ids, ori_indices, labels = [], [], []
         if self.subset in ('known', 'open'):
             ori_labels = self.dataset.get_gt_labels()
-            selected = np.flatnonzero(np.isin(ori_labels,
-                                              self.known_classes))
+            selected = self._cap_per_class(
+                np.flatnonzero(np.isin(ori_labels, self.known_classes)),
+                ori_labels, 0)
             relabel = {c: i for i, c in enumerate(self.known_classes)}
             source_ids.append(np.zeros(len(selected), dtype=np.int64))
             ori_indices.append(selected)
@@ -219,8 +239,9 @@ class OSRDataset:
                          dtype=np.int64))
         if self.subset in ('unknown', 'open'):
             ori_labels = unknown_source.get_gt_labels()
-            selected = np.flatnonzero(
-                np.isin(ori_labels, self.unknown_classes))
+            selected = self._cap_per_class(
+                np.flatnonzero(np.isin(ori_labels, self.unknown_classes)),
+                ori_labels, 1)
             source_ids.append(np.ones(len(selected), dtype=np.int64))
             ori_indices.append(selected)
             labels.append(np.full(len(selected), UNKNOWN_LABEL, np.int64))
@@ -244,6 +265,22 @@ class OSRDataset:
             split=self.split if self.protocol is not None else None,
             subset=self.subset)
         self._fully_initialized = True
+
+    def _cap_per_class(self, selected: np.ndarray, ori_labels: np.ndarray,
+                       source: int) -> np.ndarray:
+        """At most ``max_per_class`` of the ``selected`` indices per class,
+        drawn with ``seed`` (and the source), kept in dataset order."""
+        if self.max_per_class is None:
+            return selected
+        rng = np.random.default_rng((self.seed, source))
+        kept = []
+        for class_id in np.unique(ori_labels[selected]):
+            members = selected[ori_labels[selected] == class_id]
+            if len(members) > self.max_per_class:
+                members = rng.choice(
+                    members, self.max_per_class, replace=False)
+            kept.append(members)
+        return np.sort(np.concatenate(kept)) if kept else selected
 
     @property
     @force_full_init

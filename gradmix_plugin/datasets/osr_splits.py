@@ -16,8 +16,15 @@ published. The lists are kept with their known defects, for comparability:
 - the CIFAR+N known splits 1 and 2 are the same class set;
 - ARPL iterates the splits in reverse order (its run i uses split 4 - i
   here).
+
+The fine-grained protocols of the Semantic Shift Benchmark ('cub',
+'aircraft', 'scars', see :mod:`gradmix_plugin.datasets.ssb`) have one known
+class list and two named splits, 'easy' and 'hard', that select the unknown
+classes of the same dataset.
 """
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+
+from .ssb import SSB_DIFFICULTIES, SSB_NUM_CLASSES, load_ssb_split
 
 ClassSplits = Tuple[Tuple[int, ...], ...]
 
@@ -107,16 +114,32 @@ class OSRProtocol(NamedTuple):
         num_known_dataset_classes (int): Number of classes of the dataset
             the known ids refer to.
         unknown (ClassSplits, optional): Unknown class ids per split, in a
-            second dataset. None means "all other classes of the same
-            dataset".
+            second dataset, or in the same dataset when
+            ``num_unknown_dataset_classes`` is None. None means "all other
+            classes of the same dataset".
         num_unknown_dataset_classes (int, optional): Number of classes of
-            the dataset the unknown ids refer to; None when ``unknown`` is
-            None.
+            the second dataset the unknown ids refer to; None when the
+            unknown classes belong to the same dataset.
+        split_names (tuple[str], optional): Names of the splits (the SSB
+            difficulties), which ``split`` then takes instead of an index.
+            None: the splits are indexed 0..4.
     """
     known: ClassSplits
     num_known_dataset_classes: int
     unknown: Optional[ClassSplits] = None
     num_unknown_dataset_classes: Optional[int] = None
+    split_names: Optional[Tuple[str, ...]] = None
+
+
+def _ssb_protocol(name: str) -> OSRProtocol:
+    """The SSB protocol of one dataset: the same known classes for every
+    difficulty, whose unknown classes belong to the same dataset."""
+    known, unknown = load_ssb_split(name)
+    return OSRProtocol(
+        known=(tuple(known), ) * len(SSB_DIFFICULTIES),
+        num_known_dataset_classes=SSB_NUM_CLASSES[name],
+        unknown=tuple(tuple(unknown[d]) for d in SSB_DIFFICULTIES),
+        split_names=SSB_DIFFICULTIES)
 
 
 OSR_PROTOCOLS: Dict[str, OSRProtocol] = {
@@ -130,6 +153,9 @@ OSR_PROTOCOLS: Dict[str, OSRProtocol] = {
     'tinyimagenet': OSRProtocol(TINYIMAGENET_KNOWN, 200),
     # The embedded sklearn digits reuse the MNIST splits.
     'digits': OSRProtocol(MNIST_KNOWN, 10),
+    # Semantic Shift Benchmark: split 'easy' or 'hard'.
+    **{name: _ssb_protocol(name)
+       for name in SSB_NUM_CLASSES},
 }
 
 
@@ -149,20 +175,28 @@ def get_osr_protocol(protocol: str) -> OSRProtocol:
     return OSR_PROTOCOLS[protocol]
 
 
-def get_osr_split(protocol: str,
-                  split: int) -> Tuple[List[int], Optional[List[int]]]:
+def get_osr_split(
+        protocol: str,
+        split: Union[int, str]) -> Tuple[List[int], Optional[List[int]]]:
     """The known and unknown class ids of one split of a protocol.
 
     Args:
         protocol (str): One of ``OSR_PROTOCOLS``.
-        split (int): Split index, 0 to 4.
+        split (int | str): Split index, 0 to 4, or for the SSB protocols
+            the difficulty, 'easy' or 'hard'.
 
     Returns:
         tuple: ``(known, unknown)``; ``unknown`` is None when the unknown
         classes are all other classes of the same dataset.
     """
     osr_protocol = get_osr_protocol(protocol)
-    if (isinstance(split, bool) or not isinstance(split, int)
+    if osr_protocol.split_names is not None:
+        if not isinstance(split, str) or split not in osr_protocol.split_names:
+            raise ValueError(
+                f'OSR split {split!r} for protocol {protocol!r} is not one '
+                f'of {osr_protocol.split_names}.')
+        split = osr_protocol.split_names.index(split)
+    elif (isinstance(split, bool) or not isinstance(split, int)
             or not 0 <= split < NUM_SPLITS):
         raise ValueError(
             f'OSR split index {split!r} for protocol {protocol!r} is '

@@ -17,7 +17,8 @@ def test_every_protocol_has_five_splits_of_the_documented_size():
         cifar_plus50=(4, 50),
         tinyimagenet=(20, None),
         digits=(6, None))
-    assert set(OSR_PROTOCOLS) == set(sizes)
+    # The SSB protocols ('easy' / 'hard'): test_ssb.py.
+    assert set(OSR_PROTOCOLS) == set(sizes) | {'cub', 'aircraft', 'scars'}
     for name, (num_known, num_unknown) in sizes.items():
         for split in range(NUM_SPLITS):
             known, unknown = get_osr_split(name, split)
@@ -35,9 +36,10 @@ def test_class_ids_are_inside_the_referenced_datasets():
         for known in protocol.known:
             assert all(0 <= c < protocol.num_known_dataset_classes
                        for c in known), name
+        num_unknown = (protocol.num_unknown_dataset_classes
+                       or protocol.num_known_dataset_classes)
         for unknown in protocol.unknown or ():
-            assert all(0 <= c < protocol.num_unknown_dataset_classes
-                       for c in unknown), name
+            assert all(0 <= c < num_unknown for c in unknown), name
 
 
 def test_cifar_plus_unknowns_are_nested_and_digits_reuse_mnist():
