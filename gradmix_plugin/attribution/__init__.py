@@ -1,3 +1,12 @@
-from .layercam import LayerCAM, layercam_maps
+from .layercam import (
+                       AttributionLayer,
+                       AttributionLayerError,
+                       LayerCAM,
+                       layercam_maps,
+                       parse_attribution_layers,
+)
 
-__all__ = ['LayerCAM', 'layercam_maps']
+__all__ = [
+    'AttributionLayer', 'AttributionLayerError', 'LayerCAM', 'layercam_maps',
+    'parse_attribution_layers'
+]

@@ -123,8 +123,8 @@ def test_eval_mode_during_attribution_and_restore_on_error(build_classifier):
         seen.append(module.training)
         raise RuntimeError('boom')
 
+    cam = LayerCAM(model, ['backbone.layer3'])  # its probe runs here
     model.backbone.layer2.register_forward_hook(spy)
-    cam = LayerCAM(model, ['backbone.layer3'])
     with pytest.raises(RuntimeError, match='boom'):
         cam(torch.randn(2, 3, 16, 16), 'pred')
     assert seen == [False]

@@ -35,7 +35,10 @@ class LayerCAMHook(Hook):
     this hook unwraps ``runner.model`` (DDP and other wrappers), finds every
     :class:`~gradmix_plugin.models.batch_augments.GradMix` in
     ``model.data_preprocessor.batch_augments`` and calls
-    ``attach_model(model)``, which also checks the attribution layer names.
+    ``attach_model(model)``, which also checks the attribution layers
+    before the first step: their names, and their outputs with one forward
+    of a dummy image in eval mode (a tuple or a pooled vector fails here,
+    naming the module, its output and what is accepted).
     Nothing is registered on the model and no collective is run, so it works
     the same on every rank.
 
@@ -71,5 +74,4 @@ class LayerCAMHook(Hook):
             runner.logger.info(
                 f'LayerCAMHook: GradMix(fill={gradmix.fill!r}, '
                 f'objective={gradmix.objective!r}) attributes '
-                f'{list(gradmix.attribution_layers)} of '
-                f'{type(model).__name__}')
+                f'{gradmix.attribution_layouts} of {type(model).__name__}')

@@ -1,11 +1,11 @@
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from mmpretrain.registry import BATCH_AUGMENTS
 from torch import Tensor, nn
 
-from gradmix_plugin.attribution import LayerCAM
+from gradmix_plugin.attribution import LayerCAM, parse_attribution_layers
 
 FILLS = ('noise', 'partner', 'mean')
 BOXES = ('argmax', 'threshold')
@@ -32,10 +32,16 @@ class GradMix:
       model attached by ``dict(type='LayerCAMHook')`` in ``custom_hooks``.
 
     Args:
-        attribution_layers (Sequence[str]): Names of the modules whose
-            outputs are attributed. Defaults to
-            ``('backbone.layer3', 'backbone.layer4')`` (32x32 data; use
-            stages 2, 3, 4 for TinyImageNet).
+        attribution_layers (Sequence[str | dict]): Names of the modules
+            whose outputs are attributed: feature maps ``(B, C, h, w)``,
+            token sequences ``(B, N, C)`` or channels-last maps
+            ``(B, h, w, C)``, detected as described in
+            :class:`~gradmix_plugin.attribution.LayerCAM`; an entry
+            ``dict(name=..., layout='nchw' | 'nlc' | 'nhwc', grid=(h, w),
+            extra_tokens=k)`` overrides the detection. Defaults to
+            ``('backbone.layer3', 'backbone.layer4')`` (ResNet on 32x32
+            data; use stages 2, 3, 4 for TinyImageNet; the defaults of the
+            other backbones are in ``docs/gradmix.md``).
         alpha (float): The Beta(alpha, alpha) parameter of the ratio.
             Defaults to 1.0.
         lambda_min (float): The smallest ratio kept. Defaults to 0.5.
@@ -84,8 +90,8 @@ class GradMix:
     """
 
     def __init__(self,
-                 attribution_layers: Sequence[str] = ('backbone.layer3',
-                                                      'backbone.layer4'),
+                 attribution_layers: Sequence[Union[str, dict]] = (
+                     'backbone.layer3', 'backbone.layer4'),
                  alpha: float = 1.0,
                  lambda_min: float = 0.5,
                  lambda_range: float = 0.4,
@@ -95,10 +101,9 @@ class GradMix:
                  prob: float = 1.0,
                  objective: str = 'label',
                  num_classes: Optional[int] = None):
-        if isinstance(attribution_layers, str):
+        if isinstance(attribution_layers, (str, dict)):
             attribution_layers = (attribution_layers, )
-        if len(attribution_layers) == 0:
-            raise ValueError('GradMix needs at least one attribution layer')
+        parse_attribution_layers(attribution_layers)  # fail at build time
         if alpha <= 0:
             raise ValueError(f'alpha must be positive, got {alpha}')
         if not (0 <= lambda_min and 0 <= lambda_range
@@ -139,10 +144,13 @@ class GradMix:
         """Use ``model`` (unwrapped) for the attribution maps of
         :meth:`__call__`.
 
-        The layer names are checked now. The model is kept by the
-        :class:`LayerCAM` built here, a plain attribute: it is not a
-        submodule, and pickling or deep-copying a GradMix drops it (the copy
-        must be attached again), so it never ends up in checkpoints.
+        The layers are checked now (their names, and their outputs with
+        one forward of a dummy image, see
+        :class:`~gradmix_plugin.attribution.LayerCAM`), so a wrong layer
+        fails before training. The model is kept by the :class:`LayerCAM`
+        built here, a plain attribute: it is not a submodule, and pickling
+        or deep-copying a GradMix drops it (the copy must be attached
+        again), so it never ends up in checkpoints.
 
         Args:
             model (nn.Module): The model being trained, not a DDP wrapper.
@@ -153,6 +161,16 @@ class GradMix:
     def attached_model(self) -> Optional[nn.Module]:
         """nn.Module or None: The model attached by :meth:`attach_model`."""
         return None if self._layercam is None else self._layercam.model
+
+    @property
+    def attribution_layouts(self) -> Optional[dict]:
+        """dict or None: Every attributed layer's name and resolved layout
+        (e.g. ``'nlc, 1 extra token(s), grid (8, 8)'``) once a model is
+        attached."""
+        if self._layercam is None:
+            return None
+        return dict(zip(self._layercam.target_layers,
+                        self._layercam.layouts))
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
