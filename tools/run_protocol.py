@@ -42,6 +42,8 @@ from typing import Dict, Iterator, List, Optional, Sequence
 from mmengine.config import Config, DictAction
 from summarize_osr import (
     ALL_RUNS,
+    SummaryError,
+    check_runs,
     describe_runs,
     format_summary,
     read_run,
@@ -360,7 +362,6 @@ class Executor:
             with self._lock:
                 child = None if self.stopping.is_set() else subprocess.Popen(
                     command,
-                    cwd=REPO,
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT)
@@ -495,7 +496,7 @@ def job_script(run: ProtocolRun, args: argparse.Namespace) -> str:
     if args.cfg_options:
         command += ['--cfg-options', *args.cfg_options]
     return (f'#!/usr/bin/env bash\n# {run} of {args.config}: train, then '
-            f'test through srun\ncd {shlex.quote(REPO)}\n'
+            f'test through srun\ncd {shlex.quote(os.getcwd())}\n'
             f'exec {shlex.join(command)}\n')
 
 
@@ -590,6 +591,7 @@ def summarize_protocol(runs: Sequence[ProtocolRun], root: str,
     if not done:
         print(f'nothing to summarise in {root}: no finished run')
         return False
+    check_runs(done)
     groups = summarize_groups(done)
     title = (f'{config_name}: open-set metrics (%), mean ± std over '
              f'{len(done)} runs')
@@ -672,5 +674,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 if __name__ == '__main__':
     try:
         sys.exit(main())
-    except ProtocolError as error:
+    except (ProtocolError, SummaryError) as error:
         sys.exit(f'error: {error}')

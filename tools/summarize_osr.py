@@ -250,25 +250,69 @@ def describe_runs(runs: Sequence[Run]) -> str:
     return '\n'.join(lines)
 
 
+def _score_cells(summary: Dict[str, dict]) -> Dict[str, Dict[str, dict]]:
+    """``{score: {metric: stats}}`` of the per-score keys, report order."""
+    cells: Dict[str, Dict[str, dict]] = defaultdict(dict)
+    for key, stats in summary.items():
+        score, metric = split_metric_key(key)
+        if score is not None and metric in METRIC_COLUMNS:
+            cells[score][metric] = stats
+    return {s: cells[s] for s in OSR_SCORES if s in cells}
+
+
+def group_rows(groups: Dict[str, Dict[str, dict]],
+               digits: int = 2,
+               plus_minus: str = ' ± ') -> List[List[str]]:
+    """The cells of a table with one row per group and score.
+
+    Args:
+        groups (dict): :func:`summarize_groups` (or part of it).
+        digits (int): Decimals. Defaults to 2.
+        plus_minus (str): Between mean and std (the std is left out where
+            it is NaN, e.g. of a single run). Defaults to ' ± '.
+
+    Returns:
+        list[list[str]]: The header (``Runs``, ``Score``, metric names),
+        then one row per group and score.
+    """
+    cells = {name: _score_cells(summary) for name, summary in groups.items()}
+    metrics = [
+        m for m in METRIC_COLUMNS if any(
+            m in row for group in cells.values() for row in group.values())
+    ]
+    rows = [['Runs', 'Score'] + [METRIC_COLUMNS[m] for m in metrics]]
+    for name, group in cells.items():
+        for score, row in group.items():
+            values = []
+            for metric in metrics:
+                stats = row.get(metric)
+                if stats is None:
+                    values.append('-')
+                    continue
+                values.append(f'{stats["mean"]:.{digits}f}')
+                if not np.isnan(stats['std']):
+                    values[-1] += f'{plus_minus}{stats["std"]:.{digits}f}'
+            rows.append([name, score] + values)
+    return rows
+
+
 def format_summary(groups: Dict[str, Dict[str, dict]],
                    digits: int = 2) -> str:
-    """Markdown tables of :func:`summarize_groups`: all runs, then each
-    split (only when there is more than one)."""
-
-    def table(summary):
-        return format_osr_table({k: s['mean']
+    """Markdown of :func:`summarize_groups`: the table of all runs, then,
+    with more than one split, a table with one row per split and score."""
+    summary = groups[ALL_RUNS]
+    text = format_osr_table({k: s['mean']
+                             for k, s in summary.items()},
+                            std={k: s['std']
                                  for k, s in summary.items()},
-                                std={k: s['std']
-                                     for k, s in summary.items()},
-                                digits=digits)
-
-    blocks = [table(groups[ALL_RUNS])]
-    if len(groups) > 2:
-        blocks += [
-            f'{name}:\n\n{table(summary)}' for name, summary in groups.items()
-            if name != ALL_RUNS
-        ]
-    return '\n\n'.join(blocks)
+                            digits=digits)
+    splits = {k: v for k, v in groups.items() if k != ALL_RUNS}
+    if len(splits) > 1:
+        rows = group_rows(splits, digits)
+        lines = ['| ' + ' | '.join(row) + ' |' for row in rows]
+        lines.insert(1, '|---' * len(rows[0]) + '|')
+        text += '\n\nPer split:\n\n' + '\n'.join(lines)
+    return text
 
 
 def write_csv(groups: Dict[str, Dict[str, dict]], path: str) -> None:
@@ -287,44 +331,13 @@ def write_csv(groups: Dict[str, Dict[str, dict]], path: str) -> None:
                 ])
 
 
-def _score_cells(summary: Dict[str, dict]) -> Dict[str, Dict[str, dict]]:
-    """``{score: {metric: stats}}`` of the per-score keys, report order."""
-    cells: Dict[str, Dict[str, dict]] = defaultdict(dict)
-    for key, stats in summary.items():
-        score, metric = split_metric_key(key)
-        if score is not None and metric in METRIC_COLUMNS:
-            cells[score][metric] = stats
-    return {s: cells[s] for s in OSR_SCORES if s in cells}
-
-
 def format_latex(groups: Dict[str, Dict[str, dict]], digits: int = 2) -> str:
-    """A LaTeX ``tabular`` of :func:`summarize_groups`: one row per group
-    and score, one column per metric, cells ``mean $\\pm$ std``."""
-    cells = {name: _score_cells(summary) for name, summary in groups.items()}
-    metrics = [
-        m for m in METRIC_COLUMNS if any(
-            m in row for group in cells.values() for row in group.values())
-    ]
-    lines = [
-        '\\begin{tabular}{ll' + 'r' * len(metrics) + '}', '\\toprule',
-        'Runs & Score & ' + ' & '.join(
-            METRIC_COLUMNS[m].replace('%', '\\%') for m in metrics) +
-        ' \\\\', '\\midrule'
-    ]
-    for name, group in cells.items():
-        for score, row in group.items():
-            values = []
-            for metric in metrics:
-                stats = row.get(metric)
-                if stats is None:
-                    values.append('-')
-                elif np.isnan(stats['std']):
-                    values.append(f'{stats["mean"]:.{digits}f}')
-                else:
-                    values.append(f'{stats["mean"]:.{digits}f} $\\pm$ '
-                                  f'{stats["std"]:.{digits}f}')
-            lines.append(f'{name} & {score.replace("_", chr(92) + "_")} & ' +
-                         ' & '.join(values) + ' \\\\')
+    """A LaTeX ``tabular`` (booktabs) of :func:`group_rows`."""
+    rows = group_rows(groups, digits, plus_minus=' $\\pm$ ')
+    rows = [[cell.replace('_', '\\_') for cell in row] for row in rows]
+    lines = ['\\begin{tabular}{ll' + 'r' * (len(rows[0]) - 2) + '}',
+             '\\toprule', ' & '.join(rows[0]) + ' \\\\', '\\midrule']
+    lines += [' & '.join(row) + ' \\\\' for row in rows[1:]]
     lines += ['\\bottomrule', '\\end{tabular}']
     return '\n'.join(lines)
 
@@ -352,7 +365,7 @@ def plot_summary(summary: Dict[str, dict], path: str,
                capsize=3,
                label=score)
     ax.set_xticks(x, [METRIC_COLUMNS[m] for m in metrics], rotation=20)
-    ax.set(ylabel='%', ylim=(0, 100), title=title)
+    ax.set(ylabel='%', ylim=(0, 105), title=title)
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=120, bbox_inches='tight')
 
