@@ -146,7 +146,10 @@ def _apply_data_root(cfg: Config, tied: List[Path],
             node = get_path(cfg, path)
             if _same_root(node.get('data_root'), root_before):
                 node['data_root'] = top
-    values = {format_path(p): get_path(cfg, p).get('data_root') for p in tied}
+    values = {
+        format_path(p + ('data_root', )): get_path(cfg, p).get('data_root')
+        for p in tied
+    }
     if len({osp.normpath(v) for v in values.values()}) > 1:
         listing = ', '.join(f'{k}={v!r}' for k, v in values.items())
         new = next(v for v in values.values()
