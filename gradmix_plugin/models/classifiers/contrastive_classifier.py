@@ -1,13 +1,31 @@
 """Two-view contrastive classifier (SupCon + SimCLR) with GradMix."""
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+import logging
+from contextlib import nullcontext
+from typing import (
+    ContextManager,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
+from mmengine.logging import print_log
+from mmengine.optim import OptimWrapper
 from mmpretrain.models import BaseClassifier
 from mmpretrain.registry import BATCH_AUGMENTS, MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
+from torch.utils.checkpoint import get_device_states, set_device_states
 
 from gradmix_plugin.attribution import LayerCAM, layercam_maps
+from gradmix_plugin.models.utils import (
+    frozen_running_stats,
+    repeat_running_stats_update,
+)
 
 DEFAULT_PROJECTOR = dict(
     type='ProjectionNeck', in_channels=512, hid_channels=512, out_channels=128)
@@ -18,6 +36,16 @@ DEFAULT_ATTRIBUTION_LOSS = dict(
     temperature=0.05,
     base_temperature=0.07,
     gather_distributed=False)
+BN_STATS = ('reference', 'single')
+MEMORY_MODES = ('default', 'lean')
+
+
+class _MaskedForward(NamedTuple):
+    """What the memory-lean step needs to replay the masked forward."""
+    inputs: Tensor  # the masked batch [x1~; x2]
+    embeds: Tensor  # its embeddings, a leaf collecting dLoss/dZ~
+    cpu_rng_state: Tensor
+    device_rng_states: Tuple[List[int], List[Tensor]]
 
 
 @MODELS.register_module()
@@ -57,8 +85,45 @@ class ContrastiveClassifier(BaseClassifier):
        :math:`\tilde Z` for the ``SimCLR_mix`` term (positive logits from
        :math:`\tilde Z`, denominator from :math:`Z`).
 
-    BatchNorm statistics therefore move once per forward of the method (the
-    original and the masked batch), exactly as in the reference.
+    BatchNorm running statistics (``bn_stats``): the reference forwards the
+    clean batch twice per GradMix step (its attribution forward and its
+    training forward, both in train mode), then the masked batch, so every
+    BatchNorm layer updates its running statistics three times per step
+    (``num_batches_tracked`` + 3), the clean batch statistics twice in a row.
+
+    - ``'reference'`` (default): the same three updates without the third
+      forward. During the clean training forward every BatchNorm layer in
+      train mode repeats its running-statistics update with the same input
+      (:func:`~gradmix_plugin.models.utils.repeat_running_stats_update`),
+      then the masked forward updates once: the buffers equal those of the
+      reference order (momentum or ``momentum=None``; ``SyncBatchNorm``
+      with the statistics gathered over the ranks, as its second forward
+      would have). A step without masking (``gradmix.prob < 1``) runs only
+      the clean forward and updates once, as the reference's training
+      without the GradMix branch.
+    - ``'single'``: each forward updates once (clean batch, then masked
+      batch: ``num_batches_tracked`` + 2 per GradMix step). The long-run
+      weight of the clean against the masked batch statistics is then about
+      0.47/0.53 at momentum 0.1, against 0.63/0.37 in the reference, which
+      changes eval-mode features.
+
+    Parameter gradients are the same for both options.
+
+    Memory (``memory``): the default step holds the graphs of both forwards
+    until the single backward (about twice the activation memory of a step
+    without GradMix). ``'lean'`` (in :meth:`train_step`) forwards the
+    masked batch first without a graph to get :math:`\tilde Z`,
+    back-propagates the whole loss through the clean graph (freeing it),
+    the gradient of the loss with respect to :math:`\tilde Z` being
+    collected on a detached copy, then recomputes the masked forward with a
+    graph (same random state, BatchNorm buffers restored, so they move as
+    in the default step) and back-propagates that gradient. The parameter
+    gradients equal the default step's at the cost of one more forward
+    without a graph; loss scaling (``AmpOptimWrapper``), autocast and
+    gradient accumulation of the ``OptimWrapper`` are kept. Calling
+    :meth:`loss` directly, or through a wrapper that does so instead of
+    calling this model's :meth:`train_step` (mmengine's
+    ``MMDistributedDataParallel``), runs the default step (with a warning).
 
     An optional linear classifier (``head``, e.g. ``OSRLinearClsHead``)
     is trained with its own loss on the **detached** features of all views,
@@ -88,6 +153,14 @@ class ContrastiveClassifier(BaseClassifier):
             ``attribution_layers``, box and fill); None trains without
             GradMix. Its ``prob`` is drawn once per step; a step without
             masking has no ``SimCLR_mix`` term. Defaults to None.
+        bn_stats (str): BatchNorm running statistics of a GradMix step:
+            ``'reference'`` (three updates, as the reference's three
+            forwards) or ``'single'`` (one per forward of this model).
+            Defaults to ``'reference'``.
+        memory (str): ``'default'`` (both graphs held until one backward,
+            fastest) or ``'lean'`` (one graph at a time, one more forward
+            without graph; in :meth:`train_step`). Defaults to
+            ``'default'``.
         pretrained (str, optional): Checkpoint to initialise from.
             Defaults to None.
         data_preprocessor (dict, optional): Defaults to
@@ -105,6 +178,8 @@ class ContrastiveClassifier(BaseClassifier):
                  loss: dict = DEFAULT_LOSS,
                  attribution_loss: dict = DEFAULT_ATTRIBUTION_LOSS,
                  gradmix: Optional[dict] = None,
+                 bn_stats: str = 'reference',
+                 memory: str = 'default',
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -124,6 +199,15 @@ class ContrastiveClassifier(BaseClassifier):
         if gradmix is not None and lambda_ssl == 0:
             raise ValueError('GradMix adds a self-supervised term: it needs '
                              f'lambda_ssl > 0, got lambda_ssl={lambda_ssl}')
+        if bn_stats not in BN_STATS:
+            raise ValueError(f'unknown bn_stats {bn_stats!r}; choose one '
+                             f'of {BN_STATS}')
+        if memory not in MEMORY_MODES:
+            raise ValueError(f'unknown memory {memory!r}; choose one of '
+                             f'{MEMORY_MODES}')
+        self.bn_stats = bn_stats
+        self.memory = memory
+        self._warned_lean = False
         self.backbone = MODELS.build(backbone)
         self.neck = None if neck is None else MODELS.build(neck)
         self.projector = MODELS.build(projector)
@@ -202,6 +286,9 @@ class ContrastiveClassifier(BaseClassifier):
              data_samples: List[DataSample]) -> Dict[str, Tensor]:
         """Compute the training losses of a multi-view batch.
 
+        This is the default step for both ``memory`` modes (the lean one
+        only acts in :meth:`train_step`).
+
         Args:
             inputs (Sequence[Tensor]): ``V >= 2`` views of the same
                 ``B`` images, each ``(B, C, H, W)``.
@@ -214,6 +301,21 @@ class ContrastiveClassifier(BaseClassifier):
             the mix term only with GradMix), ``loss_cls`` (with a head), all
             already weighted, and ``lambda_eff`` (logged, not a loss).
         """
+        if self.memory == 'lean' and self.training and not self._warned_lean:
+            print_log(
+                "memory='lean' acts in ContrastiveClassifier.train_step; "
+                'loss() called directly (e.g. by a distributed wrapper) '
+                'runs the default step, holding both graphs',
+                logger='current', level=logging.WARNING)
+            self._warned_lean = True
+        return self._loss(inputs, data_samples, lean=False)[0]
+
+    def _loss(self, inputs: Sequence[Tensor], data_samples: List[DataSample],
+              lean: bool) -> Tuple[Dict[str, Tensor],
+                                   Optional[_MaskedForward]]:
+        """The losses of :meth:`loss`; with ``lean`` the masked batch is
+        forwarded without a graph and returned for :meth:`train_step` to
+        replay (None when GradMix was not applied)."""
         if isinstance(inputs, Tensor) or len(inputs) < 2:
             shape = tuple(inputs.shape) if isinstance(inputs, Tensor) \
                 else f'{len(inputs)} view(s)'
@@ -226,7 +328,8 @@ class ContrastiveClassifier(BaseClassifier):
             self.gradmix.sample_apply()
 
         if apply_gradmix:
-            with self.layercam.capture() as activations:
+            with self.layercam.capture() as activations, \
+                    self._clean_bn_stats():
                 feats, embeds = self._feats_and_embeds(torch.cat(inputs))
         else:
             feats, embeds = self._feats_and_embeds(torch.cat(inputs))
@@ -240,6 +343,7 @@ class ContrastiveClassifier(BaseClassifier):
         if self.lambda_ssl > 0:
             losses['loss_simclr'] = self.lambda_ssl * self.contrastive_loss(
                 embeds)
+        masked_forward = None
         if apply_gradmix:
             attribution = self.attribution_loss(embeds)
             grads = torch.autograd.grad(
@@ -247,8 +351,16 @@ class ContrastiveClassifier(BaseClassifier):
             maps = layercam_maps(activations, grads, inputs[0].shape[-2:])
             masked_view, lambda_eff, _ = self.gradmix.mask(
                 inputs[0], maps[:batch_size])
-            _, masked_embeds = self._feats_and_embeds(
-                torch.cat([masked_view, *inputs[1:]]))
+            masked = torch.cat([masked_view, *inputs[1:]])
+            if lean:
+                rng_states = torch.get_rng_state(), get_device_states(masked)
+                with torch.no_grad():
+                    _, masked_embeds = self._feats_and_embeds(masked)
+                masked_embeds.requires_grad_()
+                masked_forward = _MaskedForward(masked, masked_embeds,
+                                                *rng_states)
+            else:
+                _, masked_embeds = self._feats_and_embeds(masked)
             losses['loss_simclr_mix'] = (
                 self.lambda_ssl * lambda_eff * self.contrastive_loss(
                     embeds,
@@ -258,7 +370,61 @@ class ContrastiveClassifier(BaseClassifier):
         if self.with_head:
             losses['loss_cls'] = self.head.loss(
                 (feats.detach(), ), list(data_samples) * num_views)['loss']
-        return losses
+        return losses, masked_forward
+
+    def _clean_bn_stats(self) -> ContextManager:
+        """The BatchNorm rule of the clean forward of a GradMix step."""
+        if self.bn_stats == 'reference':
+            return repeat_running_stats_update(self)
+        return nullcontext()
+
+    def train_step(self, data: Union[dict, tuple, list],
+                   optim_wrapper: OptimWrapper) -> Dict[str, Tensor]:
+        """One optimisation step; the memory-lean GradMix step if chosen.
+
+        With ``memory='default'`` (or without GradMix) this is mmengine's
+        ``BaseModel.train_step``. With ``memory='lean'`` the loss of
+        :meth:`_loss` (masked batch forwarded without a graph) is
+        back-propagated through the clean graph by
+        ``optim_wrapper.backward`` (its loss scaling and accumulation
+        factor included), which frees that graph; then the masked forward
+        is replayed with a graph under ``optim_wrapper.optim_context``
+        (autocast), with the random state of the first masked forward and
+        the BatchNorm buffers restored afterwards, and the gradient
+        collected on its embeddings is back-propagated. The optimizer steps
+        (and zeroes the gradients) when ``optim_wrapper.should_update()``,
+        as in ``OptimWrapper.update_params``.
+
+        Args:
+            data (dict | tuple | list): A batch from the dataloader.
+            optim_wrapper (OptimWrapper): Updates the parameters.
+
+        Returns:
+            Dict[str, Tensor]: The logged losses.
+        """
+        if self.memory == 'default' or self.gradmix is None:
+            return super().train_step(data, optim_wrapper)
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+            losses, masked = self._loss(
+                data['inputs'], data['data_samples'], lean=True)
+        parsed_losses, log_vars = self.parse_losses(losses)
+        if masked is None:  # GradMix skipped this step: a single graph
+            optim_wrapper.update_params(parsed_losses)
+            return log_vars
+        optim_wrapper.backward(optim_wrapper.scale_loss(parsed_losses))
+        devices, states = masked.device_rng_states
+        with optim_wrapper.optim_context(self), \
+                torch.random.fork_rng(devices=devices), \
+                frozen_running_stats(self):
+            torch.set_rng_state(masked.cpu_rng_state)
+            set_device_states(devices, states)
+            _, embeds = self._feats_and_embeds(masked.inputs)
+        torch.autograd.backward(embeds, masked.embeds.grad)
+        if optim_wrapper.should_update():
+            optim_wrapper.step()
+            optim_wrapper.zero_grad()
+        return log_vars
 
     def predict(self,
                 inputs: Tensor,

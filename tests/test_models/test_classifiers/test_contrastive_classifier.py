@@ -1,9 +1,12 @@
 import copy
+import weakref
 
 import pytest
 import torch
+from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from gradmix_plugin.attribution import LayerCAM, layercam_maps
 from gradmix_plugin.models import ContrastiveClassifier, SupConLoss
@@ -12,7 +15,7 @@ LAYERS = ('backbone.layer3', 'backbone.layer4')
 
 
 def build_model(gradmix=True, head=False, gamma=1.0, lambda_ssl=1.2,
-                seed=0):
+                seed=0, **kwargs):
     torch.manual_seed(seed)
     cfg = dict(
         type='ContrastiveClassifier',
@@ -28,7 +31,8 @@ def build_model(gradmix=True, head=False, gamma=1.0, lambda_ssl=1.2,
         gradmix=dict(type='GradMix', attribution_layers=LAYERS)
         if gradmix else None,
         head=dict(type='LinearClsHead', num_classes=3, in_channels=64)
-        if head else None)
+        if head else None,
+        **kwargs)
     model = MODELS.build(cfg)
     model.init_weights()
     return model
@@ -64,19 +68,24 @@ def test_loss_keys_and_finite():
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
-def test_gradmix_step_equals_its_own_loss_and_leaves_bn_alone():
+@pytest.mark.parametrize('bn_stats', ['reference', 'single'])
+def test_gradmix_step_equals_the_reference_step(bn_stats):
     """A GradMix step = the total loss of the same masked inputs.
 
     Reference: an untouched copy of the model forwards the original and the
     masked batch (the two forwards of the method), and the total loss
     gamma SupCon + lambda_ssl [SimCLR + lambda_eff SimCLR_mix] is
-    back-propagated. Parameter gradients and BatchNorm statistics must be
-    identical, i.e. the attribution added no gradient and no forward.
-    The masked view itself is reproduced from LayerCAM maps of the SimCLR
-    objective over all 2B embeddings and the same random draws.
+    back-propagated. Parameter gradients must be identical, i.e. the
+    attribution added no gradient. The masked view itself is reproduced
+    from LayerCAM maps of the SimCLR objective over all 2B embeddings and
+    the same random draws. The attribution forward runs in train mode on
+    the reference model itself for ``bn_stats='reference'`` (its BatchNorm
+    statistics move three times, as in the reference) and on a copy for
+    ``'single'`` (they move once per forward of the method).
     """
     gamma, lambda_ssl = 1.0, 1.2
-    model = build_model(gamma=gamma, lambda_ssl=lambda_ssl)
+    model = build_model(gamma=gamma, lambda_ssl=lambda_ssl,
+                        bn_stats=bn_stats)
     reference = copy.deepcopy(model)
     views, samples, labels = make_batch()
 
@@ -95,7 +104,8 @@ def test_gradmix_step_equals_its_own_loss_and_leaves_bn_alone():
     assert not torch.equal(masked_view, views[0])
 
     # Maps: LayerCAM of SimCLR(Z) (tau 0.05, base 0.07) on [x1; x2].
-    attribution_model = copy.deepcopy(reference)
+    attribution_model = reference if bn_stats == 'reference' else \
+        copy.deepcopy(reference)
     with LayerCAM(attribution_model, LAYERS).capture() as activations:
         embeds = attribution_model(torch.cat(views))
     objective = SupConLoss(0.05, 0.07)(embeds.view(2, 6, -1).transpose(0, 1))
@@ -122,6 +132,8 @@ def test_gradmix_step_equals_its_own_loss_and_leaves_bn_alone():
     for (name, buffer), ref_buffer in zip(model.named_buffers(),
                                           reference.buffers()):
         torch.testing.assert_close(buffer, ref_buffer, msg=name)
+    assert model.backbone.bn1.num_batches_tracked == \
+        (3 if bn_stats == 'reference' else 2)
 
 
 def test_deterministic_under_seed():
@@ -225,3 +237,217 @@ def test_bad_inputs():
                 gradmix=dict(
                     type='GradMix', attribution_layers=['backbone.layer9'])))
     assert isinstance(build_model(), ContrastiveClassifier)
+
+
+def set_bn_momentum(model, momentum):
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.momentum = momentum
+    return model
+
+
+def reference_order_loss(model, views, samples):
+    """The literal reference order, with a real third forward.
+
+    ``model`` (``bn_stats='single'``) runs its training forward of the
+    clean batch; then, before masking, the reference's separate attribution
+    forward of the clean batch in train mode (LayerCAM of SimCLR, its maps
+    used for the mask); then the masked forward.
+    """
+    mask = model.gradmix.mask
+
+    def mask_after_attribution_forward(inputs, _):
+        with LayerCAM(model, LAYERS).capture() as activations:
+            embeds = model(torch.cat(views))
+        objective = SupConLoss(0.05, 0.07)(
+            embeds.view(2, 6, -1).transpose(0, 1))
+        grads = torch.autograd.grad(objective, activations)
+        return mask(inputs, layercam_maps(activations, grads, (16, 16))[:6])
+
+    model.gradmix.mask = mask_after_attribution_forward
+    try:
+        return model.loss(views, samples)
+    finally:
+        model.gradmix.mask = mask
+
+
+@pytest.mark.parametrize('momentum', [0.1, None])
+def test_reference_bn_stats_over_steps_without_a_third_forward(momentum):
+    models = {
+        name: set_bn_momentum(
+            build_model(bn_stats=bn_stats, head=True), momentum)
+        for name, bn_stats in (('reference', 'reference'),
+                               ('oracle', 'single'), ('single', 'single'))
+    }
+    optimizers = {
+        name: torch.optim.SGD(model.parameters(), lr=0.1)
+        for name, model in models.items()
+    }
+    for step in range(3):
+        views, samples, _ = make_batch(seed=step)
+        grads = {}
+        for name, model in models.items():
+            torch.manual_seed(100 + step)
+            losses = reference_order_loss(model, views, samples) \
+                if name == 'oracle' else model.loss(views, samples)
+            total(losses).backward()
+            grads[name] = [p.grad.clone() for p in model.parameters()]
+            optimizers[name].step()
+            optimizers[name].zero_grad()
+        for name in ('oracle', 'single'):  # gradients are unchanged
+            for grad, expected in zip(grads['reference'], grads[name]):
+                torch.testing.assert_close(grad, expected)
+
+    buffers = {
+        name: dict(model.named_buffers())
+        for name, model in models.items()
+    }
+    for key, value in buffers['reference'].items():
+        torch.testing.assert_close(
+            value, buffers['oracle'][key], rtol=1e-6, atol=1e-6, msg=key)
+    assert buffers['reference']['backbone.bn1.num_batches_tracked'] == 9
+    assert buffers['single']['backbone.bn1.num_batches_tracked'] == 6
+    assert not torch.allclose(buffers['reference']['backbone.bn1.running_var'],
+                              buffers['single']['backbone.bn1.running_var'])
+
+
+def test_reference_bn_stats_without_masking_update_once():
+    model = build_model()
+    model.gradmix.prob = 0.0
+    views, samples, _ = make_batch()
+    losses = model.loss(views, samples)
+    assert 'loss_simclr_mix' not in losses
+    assert model.backbone.bn1.num_batches_tracked == 1
+
+
+class ScaledOptimWrapper(OptimWrapper):
+    """A static loss scale, undone before the step, like AmpOptimWrapper's
+    (which needs a GPU)."""
+    scale = 1024.0
+
+    def backward(self, loss, **kwargs):
+        (loss * self.scale).backward(**kwargs)
+        self._inner_count += 1
+
+    def step(self, **kwargs):
+        for param in self.param_groups[0]['params']:
+            if param.grad is not None:
+                param.grad /= self.scale
+        super().step(**kwargs)
+
+
+def train_steps(memory, wrapper_type=OptimWrapper, accumulative_counts=1,
+                steps=2, momentum=0.1):
+    """``steps`` train_step calls from the same weights and random state;
+    the parameters, buffers and gradients (before the first update) after
+    them."""
+    model = set_bn_momentum(build_model(head=True, memory=memory), momentum)
+    optim_wrapper = wrapper_type(
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        accumulative_counts=accumulative_counts)
+    torch.manual_seed(5)
+    first_grads = None
+    for step in range(steps):
+        images = [
+            torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(10 * step +
+                                                                  view))
+            for view in range(2)
+        ]
+        _, samples, _ = make_batch()
+        log_vars = model.train_step(
+            dict(inputs=images, data_samples=samples), optim_wrapper)
+        if first_grads is None:
+            first_grads = [
+                None if p.grad is None else p.grad.clone()
+                for p in model.parameters()
+            ]
+    return model, first_grads, log_vars
+
+
+@pytest.mark.parametrize('wrapper_type,accumulative_counts,momentum', [
+    (OptimWrapper, 1, 0.1),
+    (OptimWrapper, 2, None),
+    (ScaledOptimWrapper, 2, 0.1),
+])
+def test_lean_step_equals_the_default_step(wrapper_type, accumulative_counts,
+                                           momentum):
+    results = {
+        memory: train_steps(memory, wrapper_type, accumulative_counts,
+                            momentum=momentum)
+        for memory in ('default', 'lean')
+    }
+    (default, default_grads, default_logs), (lean, lean_grads, lean_logs) = \
+        results['default'], results['lean']
+    for key, value in default_logs.items():
+        torch.testing.assert_close(lean_logs[key], value, msg=key)
+    if accumulative_counts > 1:  # no update after the first step
+        for grad, expected in zip(lean_grads, default_grads):
+            torch.testing.assert_close(grad, expected, rtol=1e-6, atol=1e-6)
+    for (name, param), expected in zip(lean.named_parameters(),
+                                       default.parameters()):
+        torch.testing.assert_close(param, expected, rtol=1e-6, atol=1e-6,
+                                   msg=name)
+    for (name, buffer), expected in zip(lean.named_buffers(),
+                                        default.buffers()):
+        torch.testing.assert_close(buffer, expected, rtol=1e-6, atol=1e-6,
+                                   msg=name)
+    assert lean.backbone.bn1.num_batches_tracked == 6
+
+
+class SavedTensor:
+    """Holds a tensor saved for backward; freed with its graph."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+
+def saved_tensor_peak(step):
+    """Peak bytes of the tensors saved for backward alive at once."""
+    live = dict(now=0, peak=0)
+
+    def release(size):
+        live['now'] -= size
+
+    def pack(tensor):
+        holder = SavedTensor(tensor)
+        size = tensor.numel() * tensor.element_size()
+        live['now'] += size
+        live['peak'] = max(live['peak'], live['now'])
+        weakref.finalize(holder, release, size)
+        return holder
+
+    with torch.autograd.graph.saved_tensors_hooks(pack,
+                                                  lambda h: h.tensor):
+        step()
+    return live['peak']
+
+
+def test_lean_step_holds_one_graph_at_a_time():
+    views, samples, _ = make_batch()
+    data = dict(inputs=[(255 * v.sigmoid()).byte() for v in views],
+                data_samples=samples)
+
+    def train_step(**kwargs):
+        model = build_model(**kwargs)
+        optim_wrapper = OptimWrapper(
+            torch.optim.SGD(model.parameters(), lr=0.1))
+        return lambda: model.train_step(data, optim_wrapper)
+
+    peaks = {
+        name: saved_tensor_peak(train_step(**kwargs))
+        for name, kwargs in (('default', {}), ('lean', dict(memory='lean')),
+                             ('plain', dict(gradmix=False)))
+    }
+    assert peaks['default'] > 1.8 * peaks['plain']
+    assert peaks['lean'] < 1.2 * peaks['plain']
+
+
+def test_lean_loss_outside_train_step_runs_the_default_step(caplog):
+    lean, default = build_model(memory='lean'), build_model()
+    views, samples, _ = make_batch()
+    for model in (lean, default):
+        torch.manual_seed(1)
+        total(model.loss(views, samples)).backward()
+    for param, expected in zip(lean.parameters(), default.parameters()):
+        torch.testing.assert_close(param.grad, expected.grad)
