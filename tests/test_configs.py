@@ -18,7 +18,8 @@ CONFIG_NAMES = [osp.basename(path)[:-3] for path in CONFIGS]
 DEMO = osp.join(REPO, 'configs', 'gradmix_resnet18_digits.py')
 # Datasets of the recipes that need files on disk; the tests use the
 # embedded digits in their place.
-FILE_DATASETS = ('CustomDataset', 'TinyImageNet', 'DigitsDataset')
+FILE_DATASETS = ('CustomDataset', 'TinyImageNet', 'DigitsDataset', 'CUB2011',
+                 'Aircraft', 'Cars')
 
 
 def walk(node):
@@ -44,10 +45,23 @@ def digits_instead(dataset, num_samples):
         type='DigitsDataset',
         split='train' if split == 'train' else 'test',
         indices=num_samples,
-        pipeline=[
+        pipeline=shrink_images([
             step for step in dataset.pipeline
             if step.type != 'LoadImageFromFile'
-        ])
+        ]))
+
+
+def shrink_images(pipeline, size=32):
+    """Crop and resize sizes above ``size`` set to it (e.g. the 448 of the
+    SSB configs), so every config runs at the digits' 32x32. Float ranges
+    (torchvision's ``RandomResizedCrop(scale=(0.2, 1.0))``) are kept."""
+    for step in walk(pipeline):
+        for key in ('size', 'scale', 'crop_size'):
+            value = step.get(key)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if all(isinstance(v, int) and v > size for v in values):
+                step[key] = size
+    return pipeline
 
 
 def make_tiny(cfg, work_dir):
@@ -63,18 +77,21 @@ def make_tiny(cfg, work_dir):
             persistent_workers=False)
         dataset = loader.dataset
         if dataset.type == 'OSRDataset':
-            dataset.update(protocol='digits')
+            dataset.update(protocol='digits', split=0)
             dataset.pop('unknown_dataset', None)
             dataset.dataset = digits_instead(dataset.dataset, 120)
         else:
             dataset = digits_instead(dataset, 120)
             loader.dataset = dataset
+    if 'osr_split' in cfg:
+        cfg.osr_split = 0  # the digits splits are numbered
     model = cfg.model
     model.backbone.update(stem_channels=8, base_channels=8)
+    width = MODELS.build(model.backbone).feat_dim  # ResNet-50: 4 x 64
     if 'projector' in model:
-        model.projector.update(in_channels=64, hid_channels=64)
+        model.projector.update(in_channels=width, hid_channels=64)
     if model.get('head'):
-        model.head.in_channels = 64
+        model.head.in_channels = width
     if model.backbone.get('init_cfg'):
         model.backbone.init_cfg = None
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
