@@ -359,13 +359,13 @@ class Executor:
         with open(run.log_path, 'a') as log:
             log.write(f'$ {shlex.join(command)}\n')
             log.flush()
-            with self._lock:
-                child = None if self.stopping.is_set() else subprocess.Popen(
-                    command,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT)
-                self._children.add(child)
+            with self._lock:  # no new tool once stop() has begun
+                child = None
+                if not self.stopping.is_set():
+                    child = subprocess.Popen(
+                        command, env=env, stdout=log,
+                        stderr=subprocess.STDOUT)
+                    self._children.add(child)
             returncode = None if child is None else child.wait()
             with self._lock:
                 self._children.discard(child)
@@ -386,8 +386,8 @@ class Executor:
         return False
 
     def execute(self, run: ProtocolRun, gpu: Optional[str] = None) -> None:
-        """Train (or resume) and test one run."""
-        if self.stopping.is_set():
+        """Train (or resume) and test one run, unless it is done."""
+        if self.stopping.is_set() or run.is_done():
             return
         env = dict(os.environ)
         if gpu is not None:
@@ -416,9 +416,8 @@ class Executor:
             self.stopping.set()
             children = list(self._children)
         for child in children:
-            if child is not None:
-                child.terminate()
-        for child in filter(None, children):
+            child.terminate()
+        for child in children:
             try:
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
