@@ -5,7 +5,7 @@ from mmengine.fileio import get_file_backend, list_from_file
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .ssb import check_file
+from .ssb import check_file, check_split_and_root
 
 
 @DATASETS.register_module()
@@ -42,11 +42,8 @@ class Aircraft(BaseDataset):
         test=('test', ))
 
     def __init__(self, data_root: str, split: str = 'trainval', **kwargs):
-        if split not in self.SPLITS:
-            raise ValueError(f'Aircraft `split` {split!r} is not one of '
-                             f'{tuple(self.SPLITS)}.')
+        check_split_and_root('Aircraft', split, self.SPLITS, data_root)
         self.split = split
-        check_file(data_root, 'Aircraft', '`data_root`')
         backend = get_file_backend(data_root, enable_singleton=True)
         variants_file = check_file(
             backend.join_path(data_root, 'data', 'variants.txt'), 'Aircraft',

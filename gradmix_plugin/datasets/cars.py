@@ -8,7 +8,7 @@ from mmpretrain.datasets.categories import STANFORDCARS_CATEGORIES
 from mmpretrain.registry import DATASETS
 from scipy.io import loadmat
 
-from .ssb import check_file
+from .ssb import check_file, check_split_and_root
 
 
 @DATASETS.register_module()
@@ -53,11 +53,8 @@ class Cars(BaseDataset):
     IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
     def __init__(self, data_root: str, split: str = 'train', **kwargs):
-        if split not in self.SPLITS:
-            raise ValueError(f'Cars `split` {split!r} is not one of '
-                             f'{self.SPLITS}.')
+        check_split_and_root('Cars', split, self.SPLITS, data_root)
         self.split = split
-        check_file(data_root, 'Cars', '`data_root`')
         backend = get_file_backend(data_root, enable_singleton=True)
         devkit = backend.join_path(data_root, 'devkit')
         self.devkit = exists(devkit)

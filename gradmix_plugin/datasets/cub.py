@@ -6,7 +6,7 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.datasets.categories import CUB_CATEGORIES
 from mmpretrain.registry import DATASETS
 
-from .ssb import check_file
+from .ssb import check_file, check_split_and_root
 
 
 @DATASETS.register_module()
@@ -42,11 +42,8 @@ class CUB2011(BaseDataset):
         is_train='train_test_split.txt')
 
     def __init__(self, data_root: str, split: str = 'train', **kwargs):
-        if split not in self.SPLITS:
-            raise ValueError(f'CUB2011 `split` {split!r} is not one of '
-                             f'{self.SPLITS}.')
+        check_split_and_root('CUB2011', split, self.SPLITS, data_root)
         self.split = split
-        check_file(data_root, 'CUB2011', '`data_root`')
         super().__init__(
             ann_file='', data_root=data_root, data_prefix='images', **kwargs)
 

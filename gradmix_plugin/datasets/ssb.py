@@ -19,7 +19,7 @@ Every list holds class indices of the dataset:
 """
 import json
 import os.path as osp
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from mmengine.fileio import exists
 
@@ -84,3 +84,20 @@ def check_file(path: str, dataset: str, what: str) -> str:
     if not exists(path):
         raise FileNotFoundError(f'{dataset} {what} {path!r} not found.')
     return path
+
+
+def check_split_and_root(dataset: str, split: str, splits: Sequence[str],
+                         data_root: str) -> None:
+    """Raise if ``split`` is not one of ``splits`` (``ValueError``) or
+    ``data_root`` does not exist (``FileNotFoundError``), naming them.
+
+    Args:
+        dataset (str): The dataset class name, for the messages.
+        split (str): The requested split.
+        splits (Sequence[str]): The splits of the dataset.
+        data_root (str): The dataset root.
+    """
+    if split not in splits:
+        raise ValueError(f'{dataset} `split` {split!r} is not one of '
+                         f'{tuple(splits)}.')
+    check_file(data_root, dataset, '`data_root`')

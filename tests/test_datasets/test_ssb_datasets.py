@@ -29,6 +29,11 @@ def _write_image(path, class_index):
     path.write_bytes(cv2.imencode('.png', image)[1].tobytes())
 
 
+def _dataset(dataset_type, root, split):
+    return dict(type=dataset_type, data_root=str(root), split=split,
+                pipeline=PIPELINE)
+
+
 def _check_protocol(dataset_cfg, protocol, num_per_class):
     """Counts and labels of the known training set and of both open test
     sets; returns the 'hard' open set."""
@@ -76,14 +81,9 @@ def cub_root(tmp_path_factory):
     return root
 
 
-def _cub(root, split):
-    return dict(type='CUB2011', data_root=str(root), split=split,
-                pipeline=PIPELINE)
-
-
 def test_cub_labels_are_class_ids_minus_one(cub_root):
     for split, num in (('train', 400), ('test', 200)):
-        dataset = DATASETS.build(_cub(cub_root, split))
+        dataset = DATASETS.build(_dataset('CUB2011', cub_root, split))
         assert len(dataset) == num
         assert dataset.CLASSES == CUB_CATEGORIES
         for i in range(0, num, 37):
@@ -94,29 +94,29 @@ def test_cub_labels_are_class_ids_minus_one(cub_root):
 
 
 def test_cub_protocol(cub_root):
-    _check_protocol(lambda split: _cub(cub_root, split), 'cub',
+    _check_protocol(lambda split: _dataset('CUB2011', cub_root, split), 'cub',
                     dict(train=2, test=1))
 
 
 def test_cub_bad_input(cub_root, tmp_path):
     with pytest.raises(ValueError, match="'val' is not one of"):
-        DATASETS.build(_cub(cub_root, 'val'))
+        DATASETS.build(_dataset('CUB2011', cub_root, 'val'))
     with pytest.raises(FileNotFoundError, match='nowhere'):
-        DATASETS.build(_cub(tmp_path / 'nowhere', 'train'))
+        DATASETS.build(_dataset('CUB2011', tmp_path / 'nowhere', 'train'))
     for name in ('images.txt', 'train_test_split.txt'):
         (tmp_path / name).write_text((cub_root / name).read_text())
     with pytest.raises(FileNotFoundError, match='image_class_labels.txt'):
-        DATASETS.build(_cub(tmp_path, 'train'))
+        DATASETS.build(_dataset('CUB2011', tmp_path, 'train'))
     labels = (cub_root / 'image_class_labels.txt').read_text().split('\n')
     (tmp_path / 'image_class_labels.txt').write_text(
         '\n'.join(labels[:-2]))  # the last image has no label
     with pytest.raises(ValueError, match='image id 600 .* not in '
                        'image_class_labels.txt'):
-        DATASETS.build(_cub(tmp_path, 'train'))
+        DATASETS.build(_dataset('CUB2011', tmp_path, 'train'))
     labels[0] = labels[0].split()[0] + ' 201'
     (tmp_path / 'image_class_labels.txt').write_text('\n'.join(labels))
     with pytest.raises(ValueError, match="'201' .* outside 1..200"):
-        DATASETS.build(_cub(tmp_path, 'train'))
+        DATASETS.build(_dataset('CUB2011', tmp_path, 'train'))
 
 
 # ------------------------------------------------------------ Aircraft ---
@@ -143,13 +143,8 @@ def aircraft_root(tmp_path_factory):
     return root
 
 
-def _aircraft(root, split):
-    return dict(type='Aircraft', data_root=str(root), split=split,
-                pipeline=PIPELINE)
-
-
 def test_aircraft_labels_are_sorted_variant_positions(aircraft_root):
-    dataset = DATASETS.build(_aircraft(aircraft_root, 'test'))
+    dataset = DATASETS.build(_dataset('Aircraft', aircraft_root, 'test'))
     names = sorted(f'Model {i}' for i in range(100))
     assert dataset.CLASSES == tuple(names)
     lines = (aircraft_root / 'data' /
@@ -160,31 +155,32 @@ def test_aircraft_labels_are_sorted_variant_positions(aircraft_root):
         info = dataset.get_data_info(i)
         assert info['img_path'].endswith(f'/data/images/{image_id}.jpg')
         assert info['gt_label'] == names.index(name)
-    assert len(DATASETS.build(_aircraft(aircraft_root, 'train'))) == 100
-    assert len(DATASETS.build(_aircraft(aircraft_root, 'trainval'))) == 200
+    for split, num in (('train', 100), ('trainval', 200)):
+        assert len(DATASETS.build(
+            _dataset('Aircraft', aircraft_root, split))) == num
 
 
 def test_aircraft_protocol(aircraft_root):
     _check_protocol(
-        lambda split: _aircraft(aircraft_root,
+        lambda split: _dataset('Aircraft', aircraft_root,
                                 'trainval' if split == 'train' else split),
         'aircraft', dict(train=2, test=1))
 
 
 def test_aircraft_bad_input(aircraft_root, tmp_path):
     with pytest.raises(ValueError, match="'trainvaltest' is not one of"):
-        DATASETS.build(_aircraft(aircraft_root, 'trainvaltest'))
+        DATASETS.build(_dataset('Aircraft', aircraft_root, 'trainvaltest'))
     with pytest.raises(FileNotFoundError, match='variants.txt'):
-        DATASETS.build(_aircraft(tmp_path, 'test'))
+        DATASETS.build(_dataset('Aircraft', tmp_path, 'test'))
     data = tmp_path / 'data'
     data.mkdir()
     (data / 'variants.txt').write_text('A\nB\n')
     (data / 'images_variant_train.txt').write_text('1 A\n2 B\n')
     with pytest.raises(FileNotFoundError, match='images_variant_val.txt'):
-        DATASETS.build(_aircraft(tmp_path, 'trainval'))
+        DATASETS.build(_dataset('Aircraft', tmp_path, 'trainval'))
     (data / 'images_variant_val.txt').write_text('3 A\n4 F-16A/B\n')
     with pytest.raises(ValueError, match="'F-16A/B' on line 2 of .*val"):
-        DATASETS.build(_aircraft(tmp_path, 'trainval'))
+        DATASETS.build(_dataset('Aircraft', tmp_path, 'trainval'))
 
 
 # ---------------------------------------------------------------- Cars ---
@@ -237,13 +233,8 @@ def cars_root(request, tmp_path_factory):
     return root
 
 
-def _cars(root, split):
-    return dict(type='Cars', data_root=str(root), split=split,
-                pipeline=PIPELINE)
-
-
 def test_cars_labels_follow_the_cars_meta_order(cars_root):
-    dataset = DATASETS.build(_cars(cars_root, 'train'))
+    dataset = DATASETS.build(_dataset('Cars', cars_root, 'train'))
     assert dataset.CLASSES == STANFORDCARS_CATEGORIES
     assert len(dataset) == 2 * 196
     assert np.bincount(dataset.get_gt_labels()).tolist() == [2] * 196
@@ -259,45 +250,46 @@ def test_cars_labels_follow_the_cars_meta_order(cars_root):
 
 
 def test_cars_protocol(cars_root):
-    _check_protocol(lambda split: _cars(cars_root, split), 'scars',
+    _check_protocol(lambda split: _dataset('Cars', cars_root, split), 'scars',
                     dict(train=2, test=1))
 
 
 def test_cars_bad_input(cars_root, tmp_path):
     with pytest.raises(ValueError, match="'val' is not one of"):
-        DATASETS.build(_cars(cars_root, 'val'))
+        DATASETS.build(_dataset('Cars', cars_root, 'val'))
     with pytest.raises(FileNotFoundError,
                        match='neither .*devkit.* nor .*train'):
-        DATASETS.build(_cars(tmp_path, 'train'))
+        DATASETS.build(_dataset('Cars', tmp_path, 'train'))
 
     # Class folders: every class, by name.
     (tmp_path / 'train' / 'Not A Car 1999').mkdir(parents=True)
     with pytest.raises(ValueError, match=r"missing \['AM General Hummer SUV "
                        r"2000'.* \(196\), unexpected \['Not A Car 1999'\]"):
-        DATASETS.build(_cars(tmp_path, 'train'))
+        DATASETS.build(_dataset('Cars', tmp_path, 'train'))
 
     # Devkit: the meta file, the labelled test annotations, the classes.
     devkit = tmp_path / 'devkit'
     devkit.mkdir()
     with pytest.raises(FileNotFoundError, match='cars_meta.mat'):
-        DATASETS.build(_cars(tmp_path, 'train'))
+        DATASETS.build(_dataset('Cars', tmp_path, 'train'))
     names = np.empty((1, 2), object)
     names[0, 0], names[0, 1] = np.array(['Car A']), np.array(['Car B'])
     scipy.io.savemat(str(devkit / 'cars_meta.mat'), dict(class_names=names))
     with pytest.raises(FileNotFoundError,
                        match='cars_test_annos_withlabels.mat'):
-        DATASETS.build(_cars(tmp_path, 'test'))
+        DATASETS.build(_dataset('Cars', tmp_path, 'test'))
     _write_annotations(devkit / 'cars_test_annos_withlabels.mat',
                        ['1.jpg', '2.jpg'], None)
     with pytest.raises(ValueError, match='no `class` field'):
-        DATASETS.build(_cars(tmp_path, 'test'))
+        DATASETS.build(_dataset('Cars', tmp_path, 'test'))
     _write_annotations(devkit / 'cars_train_annos.mat', ['1.jpg', '2.jpg'],
                        [2, 3])
     with pytest.raises(ValueError, match="class 3 of '2.jpg'.* outside "
                        '1..2'):
-        DATASETS.build(_cars(tmp_path, 'train'))
+        DATASETS.build(_dataset('Cars', tmp_path, 'train'))
     _write_annotations(devkit / 'cars_train_annos.mat', ['1.jpg', '2.jpg'],
                        [2, 1])
     with pytest.raises(ValueError, match="'scars' refers to a dataset with "
                        '196 classes, but .*Cars.* has 2'):
-        OSRDataset(_cars(tmp_path, 'train'), protocol='scars', split='easy')
+        OSRDataset(_dataset('Cars', tmp_path, 'train'), protocol='scars',
+                   split='easy')
