@@ -49,3 +49,19 @@ class PauseMidEpochHook(Hook):
             with open(self.marker, 'w') as file:
                 file.write(str(runner.iter + 1))  # iterations done
             time.sleep(300)
+
+
+@HOOKS.register_module()
+class ValMetricsRecorderHook(Hook):
+    """Write the metrics of every validation to
+    ``<work_dir>/val_metrics.json`` (rank 0)."""
+
+    def before_train(self, runner) -> None:
+        self.records = []
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if get_rank() == 0:
+            self.records.append(dict(metrics or {}))
+            path = osp.join(runner.work_dir, 'val_metrics.json')
+            with open(path, 'w') as file:
+                json.dump(self.records, file)

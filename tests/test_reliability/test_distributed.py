@@ -128,3 +128,74 @@ def test_two_processes_follow_one_process(tmp_path):
         with open(tmp_path / name / 'osr_metrics.json') as file:
             metrics.append(json.load(file))
     assert metrics[0] and metrics[0] == metrics[1]
+
+
+EVALUATOR = dict(
+    type='OSRMetric',
+    scores=('class_knn', 'knn'),
+    feature='embeds',
+    class_knn_k=2,
+    knn_k=5)
+
+
+def bn_config(tmp_path):
+    """Train-mode BatchNorm (per-rank statistics), validation after every
+    epoch, and a test set equal to the validation set."""
+    open_set = loader(
+        osr_digits('open', 'test', 25, TEST_PIPELINE), 4, shuffle=False)
+    return write_config(
+        tmp_path / 'dist_bn.py',
+        custom_imports=dict(
+            imports=['gradmix_plugin', 'recording_hooks'],
+            allow_failed_imports=False),
+        model=contrastive_model(),
+        train_dataloader=loader(
+            digits('train', 16, FIXED_VIEWS), 4, shuffle=False),
+        **runtime(
+            2,
+            train_cfg=dict(by_epoch=True, max_epochs=2, val_interval=1),
+            val_dataloader=open_set,
+            val_evaluator=EVALUATOR,
+            val_cfg=dict(),
+            test_dataloader=open_set,
+            test_evaluator=EVALUATOR,
+            test_cfg=dict(),
+            custom_hooks=[
+                dict(type='ValMetricsRecorderHook'),
+                dict(
+                    type='OSRBankHook',
+                    dataloader=loader(
+                        osr_digits('known', 'train', 21, TEST_PIPELINE),
+                        4,
+                        shuffle=False))
+            ]))
+
+
+def test_distributed_validation_equals_test_of_the_checkpoint(tmp_path):
+    """Each rank's BatchNorm statistics differ (DDP does not broadcast
+    buffers here): the tools average them before validation and saving,
+    so the validation of a 2-process run, its checkpoint and
+    ``tools/test.py`` on 1 and 2 processes all give the same metrics."""
+    config = bn_config(tmp_path)
+    work_dir = tmp_path / 'dist'
+    run_subprocess(
+        ['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+         str(work_dir)],
+        port=True)
+    with open(work_dir / 'val_metrics.json') as file:
+        validations = json.load(file)
+    assert len(validations) == 2
+    checkpoint = str(work_dir / 'epoch_2.pth')
+    run_tool('test', config, checkpoint, '--work-dir', str(tmp_path / 't1'))
+    run_subprocess([
+        'bash', 'tools/dist_test.sh', config, checkpoint, '2', '--work-dir',
+        str(tmp_path / 't2')
+    ], port=True)
+    tests = []
+    for name in ('t1', 't2'):
+        with open(tmp_path / name / 'osr_metrics.json') as file:
+            report = json.load(file)
+        report.pop('provenance')
+        tests.append(report)
+    assert 'osr/class_knn/auroc' in validations[-1]
+    assert validations[-1] == tests[0] == tests[1]
