@@ -1,11 +1,14 @@
 """CUB-200-2011, FGVC-Aircraft and Stanford Cars on synthetic trees of their
 original layouts, alone and through the SSB protocols."""
+import os.path as osp
 import random
 
 import cv2
 import numpy as np
 import pytest
 import scipy.io
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
 from mmpretrain.datasets.categories import (
     CUB_CATEGORIES,
     STANFORDCARS_CATEGORIES,
@@ -17,7 +20,9 @@ from gradmix_plugin.datasets import (
     OSRDataset,
     load_ssb_split,
 )
+from gradmix_plugin.utils import prepare_config
 
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 
 
@@ -293,3 +298,37 @@ def test_cars_bad_input(cars_root, tmp_path):
                        '196 classes, but .*Cars.* has 2'):
         OSRDataset(_dataset('Cars', tmp_path, 'train'), protocol='scars',
                    split='easy')
+
+
+# ------------------------------------------------------------- Configs ---
+def _check_config(name, root):
+    """An SSB config on a synthetic tree, with the tools' options
+    ``data_root=<tree> osr_split=easy``: 2 training and 1 test image per
+    class in the training, test and kNN bank datasets."""
+    init_default_scope('mmpretrain')  # as the Runner does
+    path = osp.join(REPO, 'configs', f'gradmix_resnet50_{name}.py')
+    cfg = prepare_config(
+        Config.fromfile(path), path,
+        cfg_options=dict(data_root=str(root), osr_split='easy'))
+    known, unknown = load_ssb_split(name)
+    bank_hook, = (hook for hook in cfg.custom_hooks
+                  if hook.type == 'OSRBankHook')
+    for loader, num in ((cfg.train_dataloader, 2 * len(known)),
+                        (cfg.test_dataloader,
+                         len(known) + len(unknown['easy'])),
+                        (bank_hook.dataloader, 2 * len(known))):
+        dataset = DATASETS.build(loader.dataset)
+        assert (dataset.protocol, dataset.split) == (name, 'easy')
+        assert len(dataset) == num
+
+
+def test_cub_config(cub_root):
+    _check_config('cub', cub_root)
+
+
+def test_aircraft_config(aircraft_root):
+    _check_config('aircraft', aircraft_root)
+
+
+def test_cars_config(cars_root):
+    _check_config('scars', cars_root)
