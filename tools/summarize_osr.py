@@ -119,16 +119,17 @@ def load_runs(inputs: Sequence[str]) -> List[Run]:
     Raises:
         SummaryError: If two inputs resolve to the same file.
     """
-    files: Dict[str, str] = {}
+    given: Dict[str, str] = {}
+    paths = []
     for item in inputs:
-        path = find_metrics_file(item)
-        real = osp.realpath(path)
-        if real in files:
+        paths.append(find_metrics_file(item))
+        real = osp.realpath(paths[-1])
+        if real in given:
             raise SummaryError(
-                f'{files[real]!r} and {item!r} are the same run ({path}); '
-                'give every run once')
-        files[real] = item
-    return [read_run(find_metrics_file(item)) for item in inputs]
+                f'{given[real]!r} and {item!r} are the same run '
+                f'({paths[-1]}); give every run once')
+        given[real] = item
+    return [read_run(path) for path in paths]
 
 
 def _describe(runs: Sequence[Run]) -> str:
