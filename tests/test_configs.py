@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
@@ -64,6 +64,26 @@ def shrink_images(pipeline, size=32):
     return pipeline
 
 
+def tiny_dataset(dataset):
+    """The digits in place of a dataset config (OSR protocol 'digits' for
+    an ``OSRDataset``; for an ``OODDataset``, its ID set likewise and every
+    OOD source the unknown training digits, disjoint from the ID images)."""
+    if dataset.type == 'OODDataset':
+        dataset.id_dataset = tiny_dataset(dataset.id_dataset)
+        for source in dataset.ood_datasets:
+            inner = source.dataset.get('dataset', source.dataset)
+            source.dataset = tiny_dataset(
+                ConfigDict(type='OSRDataset', subset='unknown',
+                           dataset=dict(inner, data_prefix='train')))
+        return dataset
+    if dataset.type == 'OSRDataset':
+        dataset.update(protocol='digits', split=0)
+        dataset.pop('unknown_dataset', None)
+        dataset.dataset = digits_instead(dataset.dataset, 120)
+        return dataset
+    return digits_instead(dataset, 120)
+
+
 def make_tiny(cfg, work_dir):
     """Digits data, a narrow network, 2 iterations, then one validation."""
     loaders = [
@@ -75,14 +95,7 @@ def make_tiny(cfg, work_dir):
             batch_size=4 if loader.sampler.shuffle else 32,
             num_workers=0,
             persistent_workers=False)
-        dataset = loader.dataset
-        if dataset.type == 'OSRDataset':
-            dataset.update(protocol='digits', split=0)
-            dataset.pop('unknown_dataset', None)
-            dataset.dataset = digits_instead(dataset.dataset, 120)
-        else:
-            dataset = digits_instead(dataset, 120)
-            loader.dataset = dataset
+        loader.dataset = tiny_dataset(loader.dataset)
     if 'osr_split' in cfg:
         cfg.osr_split = 0  # the digits splits are numbered
     model = cfg.model
@@ -128,6 +141,19 @@ def test_config_trains_two_iterations(path, tmp_path):
         metric = 'val/osr/class_knn/auroc' if cfg.val_evaluator.type == \
             'OSRMetric' else 'val/accuracy/top1'
         assert metric in hub.log_scalars
+
+
+@pytest.mark.parametrize(
+    'path', [p for p in CONFIGS if 'ood' in osp.basename(p)],
+    ids=[n for n in CONFIG_NAMES if 'ood' in n])
+def test_ood_configs_test_every_source(path, tmp_path):
+    """The test loop of the OOD benchmark configs (as tools/test.py runs
+    it) reports every OOD source."""
+    cfg = make_tiny(Config.fromfile(path), tmp_path)
+    metrics = Runner.from_cfg(prepare_config(cfg, path)).test()
+    for source in cfg.test_dataloader.dataset.ood_datasets:
+        assert f'osr/ood_{source.name}/mahalanobis/auroc' in metrics
+    assert 'osr/mls/openood_fpr95' in metrics
 
 
 def test_one_option_selects_the_split_everywhere():
