@@ -264,7 +264,14 @@ class TestData:
             metainfo=dict(classes=self.classes),
             pipeline=self.after_pack if cached else self.files_pipeline)
         dataset = self._wrap(inner)
-        return dataset if cached else self._subset(dataset)
+        if cached:
+            return dataset
+        if len(dataset) != len(self._clean):
+            raise ValueError(
+                f'{cifar_c_file(root, corruption)} holds {len(dataset)} '
+                f'known samples per severity, the test set of the config '
+                f'{len(self._clean)}: the files are of another test set')
+        return self._subset(dataset)
 
     def cache_info(self) -> dict:
         """What a cache must have been written from to be reused."""

@@ -14,6 +14,7 @@ from mmpretrain.registry import MODELS
 
 import gradmix_plugin  # noqa: F401  (registers the plugin)
 from gradmix_plugin.datasets import CIFAR10C
+from gradmix_plugin.datasets.digits import load_digits_arrays
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'gradmix_resnet18_digits.py')
@@ -181,3 +182,26 @@ def test_bad_options_fail_before_any_work(extra, error, match, monkeypatch):
         'test_robustness.py', CONFIG, 'unused.pth', *CELLS, *extra])
     with pytest.raises(error, match=match):
         TOOL.parse_args()
+
+
+def test_c_root_reads_cifar_c_files(tmp_path, monkeypatch, runs):
+    # Five "severities" that are the clean digits test images: every cell
+    # must give the clean accuracy.
+    images, labels, _, test_indices = load_digits_arrays()
+    np.save(tmp_path / 'fog.npy', np.tile(images[test_indices], (5, 1, 1, 1)))
+    np.save(tmp_path / 'gaussian_noise.npy',
+            np.tile(images[test_indices], (5, 1, 1, 1)))
+    np.save(tmp_path / 'labels.npy', np.tile(labels[test_indices], 5))
+    results = run_tool(monkeypatch, runs['ckpt'], tmp_path / 'wd',
+                       '--c-root', str(tmp_path))
+    assert results['source'] == 'cifar_c_files'
+    assert results['corruption_seed'] is None
+    clean = runs['fly']['clean']['class_knn_accuracy']
+    assert set(cell_values(results).values()) == {clean}
+
+    # Files of another test set are refused.
+    np.save(tmp_path / 'fog.npy', np.tile(images[:30], (5, 1, 1, 1)))
+    np.save(tmp_path / 'labels.npy', np.tile(labels[:30], 5))
+    with pytest.raises(ValueError, match='another test set'):
+        run_tool(monkeypatch, runs['ckpt'], tmp_path / 'wd2', '--c-root',
+                 str(tmp_path))
