@@ -25,7 +25,7 @@ EXAMPLE = osp.join(REPO, 'configs', 'examples',
                    'mmpretrain_project_ce_gradmix.py')
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parsed(path):
     return Config.fromfile(path)
 
