@@ -7,35 +7,13 @@ from typing import List, Mapping, Optional, Sequence, Set, Union
 
 import numpy as np
 from mmengine.dataset import force_full_init
+from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .osr import UNKNOWN_LABEL
+from .osr import UNKNOWN_LABEL, OSRDataset, _build_dataset
 
 #: Accepted names of OOD sources and groups (they become metric keys).
 NAME_PATTERN = r'[A-Za-z0-9][A-Za-z0-9_.-]*'
-
-
-def _build(dataset, argument: str):
-    """Build a dataset config, or check that a built one is a dataset."""
-    if isinstance(dataset, dict):
-        try:
-            dataset = DATASETS.build(dataset)
-        except Exception as err:
-            err.add_note(
-                f'while building OODDataset {argument} of type '
-                f'{dataset.get("type")!r} with data_root='
-                f'{dataset.get("data_root")!r}: check that the data is '
-                'there (see docs/troubleshooting.md)')
-            raise
-    missing = [
-        attr for attr in ('__getitem__', '__len__', 'get_data_info',
-                          'metainfo') if not hasattr(dataset, attr)
-    ]
-    if missing:
-        raise TypeError(
-            f'OODDataset {argument} must be an mmpretrain dataset or its '
-            f'config, got {type(dataset).__name__} without {missing}')
-    return dataset
 
 
 def _check_name(name, kind: str) -> str:
@@ -138,14 +116,19 @@ class OODDataset:
             groups[group] = list(members)
         self.names = names
         self.ood_groups = groups
-        self.id_dataset = _build(id_dataset, '`id_dataset`')
+        self.id_dataset = self._build(id_dataset, 'id_dataset')
         self.ood_datasets = [
-            _build(entry['dataset'], f'source {entry["name"]!r}')
-            for entry in ood_datasets
+            self._build(entry['dataset'], f'ood_datasets.{i}.dataset')
+            for i, entry in enumerate(ood_datasets)
         ]
         self._fully_initialized = False
         if not lazy_init:
             self.full_init()
+
+    @staticmethod
+    def _build(dataset, argument: str):
+        return _build_dataset(dataset, argument, 'OODDataset',
+                              (BaseDataset, OSRDataset, OODDataset))
 
     def full_init(self) -> None:
         """Load the datasets and check them."""

@@ -14,27 +14,32 @@ UNKNOWN_LABEL = -1
 
 
 def _build_dataset(dataset: Union[BaseDataset, dict],
-                   argument: str) -> BaseDataset:
+                   argument: str,
+                   wrapper: str = 'OSRDataset',
+                   types: tuple = (BaseDataset, )) -> BaseDataset:
     """Build a dataset config, or check a built dataset's type.
 
     A failure to build (e.g. a missing ``data_root``, or a download
     attempted by CIFAR/MNIST datasets whose files are not there) keeps its
     type and message and gets a note naming the dataset and its root.
+    ``wrapper`` names the wrapping dataset in the messages, ``types`` are
+    the accepted dataset types.
     """
     if isinstance(dataset, dict):
         try:
             dataset = DATASETS.build(dataset)
         except Exception as err:
             err.add_note(
-                f'while building OSRDataset `{argument}` of type '
+                f'while building {wrapper} `{argument}` of type '
                 f'{dataset.get("type")!r} with data_root='
                 f'{dataset.get("data_root")!r}: check that the data is '
                 'there (see docs/troubleshooting.md)')
             raise
-    if not isinstance(dataset, BaseDataset):
+    if not isinstance(dataset, types):
         raise TypeError(
-            f'OSRDataset `{argument}` must be an mmpretrain BaseDataset or '
-            f'its config, but got {type(dataset).__name__}.')
+            f'{wrapper} `{argument}` must be one of '
+            f'{[t.__name__ for t in types]} or its config, but got '
+            f'{type(dataset).__name__}.')
     return dataset
 
 

@@ -147,6 +147,12 @@ def test_bad_configurations(png_root, gray_root):
     with pytest.raises(ValueError, match="source 'again' \\(OSRDataset\\) "
                        'shares'):
         build(digits_known()['dataset'], [('again', digits_known('unknown'))])
+    with pytest.raises(TypeError, match="OODDataset `id_dataset` must be "
+                       "one of \\['BaseDataset', 'OSRDataset', 'OODDataset'"
+                       "\\] or its config, but got list"):
+        build([1, 2], [rgb])
     with pytest.raises(FileNotFoundError) as info:
         build(digits_known(), [('tin', folder('/no/such/folder'))])
-    assert "source 'tin' of type 'CustomDataset'" in str(info.value.__notes__)
+    assert ('OODDataset `ood_datasets.0.dataset` of type '
+            "'CustomDataset' with data_root='/no/such/folder'") in str(
+                info.value.__notes__)
