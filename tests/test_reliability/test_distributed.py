@@ -126,7 +126,9 @@ def test_two_processes_follow_one_process(tmp_path):
     metrics = []
     for name in ('test1', 'test2'):
         with open(tmp_path / name / 'osr_metrics.json') as file:
-            metrics.append(json.load(file))
+            report = json.load(file)
+        assert report.pop('provenance')['world_size'] == int(name[-1])
+        metrics.append(report)
     assert metrics[0] and metrics[0] == metrics[1]
 
 
