@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 from datetime import datetime, timezone
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 from mmengine.config import Config, DictAction
 from summarize_osr import (
@@ -51,7 +51,11 @@ from summarize_osr import (
     write_summary,
 )
 
-from gradmix_plugin.datasets.osr_splits import get_osr_split
+from gradmix_plugin.datasets.osr_splits import (
+    NUM_SPLITS,
+    get_osr_protocol,
+    get_osr_split,
+)
 from gradmix_plugin.evaluation import METRICS_FILENAME
 from gradmix_plugin.utils import iter_dicts
 
@@ -78,11 +82,11 @@ class ProtocolRun:
 
     Args:
         root (str): ``<work-root>/<config name>``.
-        split (int): OSR split index.
+        split (int | str): OSR split index (or SSB split name).
         seed (int): Random seed.
     """
 
-    def __init__(self, root: str, split: int, seed: int):
+    def __init__(self, root: str, split: Union[int, str], seed: int):
         self.split = split
         self.seed = seed
         self.name = f'split{split}_seed{seed}'
@@ -133,6 +137,11 @@ class ProtocolRun:
             return f.read().strip()
 
 
+def split_value(text: str) -> Union[int, str]:
+    """A ``--splits`` value: an index, or a split name (SSB)."""
+    return int(text) if text.lstrip('-').isdigit() else text
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Train and test every (split, seed) of an open-set '
@@ -141,9 +150,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--splits',
         nargs='+',
-        type=int,
-        default=[0, 1, 2, 3, 4],
-        help='OSR split indices (default: all five)')
+        type=split_value,
+        help="OSR split indices (or the SSB difficulties 'easy', 'hard'); "
+        'default: every split of the protocol')
     parser.add_argument(
         '--seeds', nargs='+', type=int, default=[0], help='random seeds')
     parser.add_argument(
@@ -202,7 +211,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--in-job', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name in ('splits', 'seeds'):
-        values = getattr(args, name)
+        values = getattr(args, name) or ()
         if len(set(values)) < len(values):
             parser.error(f'--{name} lists a value twice: {values}')
     if args.launcher == 'slurm':
@@ -229,7 +238,8 @@ def parse_cfg_options(options: Sequence[str]) -> Dict:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """The config with the user's overrides, checked for the protocol.
+    """The config with the user's overrides, checked for the protocol;
+    fills in ``args.splits`` (every split of the protocol) if not given.
 
     Raises:
         ProtocolError: If ``--cfg-options`` sets what the runner sets, the
@@ -253,10 +263,13 @@ def load_config(args: argparse.Namespace) -> Config:
             f'{args.config} has OSRDataset protocols {sorted(protocols)}; '
             'the runner needs a config of one protocol, whose split '
             'osr_split selects')
-    protocol = protocols.pop()
+    protocol_name = protocols.pop()
+    protocol = get_osr_protocol(protocol_name)
+    if args.splits is None:
+        args.splits = list(protocol.split_names or range(NUM_SPLITS))
     for split in args.splits:
         try:
-            get_osr_split(protocol, split)
+            get_osr_split(protocol_name, split)
         except ValueError as error:
             raise ProtocolError(f'--splits: {error}') from None
     return cfg

@@ -220,6 +220,12 @@ def test_dry_run_prints_and_writes_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count('sbatch --parsable') == 2
     assert '--in-job' in out
+    # Without --splits: every split of the protocol.
+    assert run_protocol.main(
+        [CONFIG, '--work-root', str(tmp_path), '--dry-run']) == 0
+    out = capsys.readouterr().out
+    assert '5 runs, 0 done, 5 to run' in out
+    assert out.count('tools/train.py') == 5
     assert os.listdir(tmp_path) == []
 
 
