@@ -84,6 +84,19 @@ def tiny_dataset(dataset):
     return digits_instead(dataset, 120)
 
 
+def narrow_backbone(backbone) -> int:
+    """Narrow a backbone config, its depth kept (the attribution layers
+    named by the config stay valid); returns its output width."""
+    if backbone.type == 'VisionTransformer':
+        backbone.arch.update(embed_dims=64, feedforward_channels=128)
+        return 64
+    if backbone.type == 'ConvNeXt':
+        backbone.arch.update(channels=[8, 16, 32, 64])
+        return 64
+    backbone.update(stem_channels=8, base_channels=8)
+    return MODELS.build(backbone).feat_dim  # ResNet-50: 4 x 64
+
+
 def make_tiny(cfg, work_dir):
     """Digits data, a narrow network, 2 iterations, then one validation."""
     loaders = [
@@ -99,8 +112,7 @@ def make_tiny(cfg, work_dir):
     if 'osr_split' in cfg:
         cfg.osr_split = 0  # the digits splits are numbered
     model = cfg.model
-    model.backbone.update(stem_channels=8, base_channels=8)
-    width = MODELS.build(model.backbone).feat_dim  # ResNet-50: 4 x 64
+    width = narrow_backbone(model.backbone)
     if 'projector' in model:
         model.projector.update(in_channels=width, hid_channels=64)
     if model.get('head'):
