@@ -443,7 +443,7 @@ def test_lean_step_holds_one_graph_at_a_time():
     assert peaks['lean'] < 1.2 * peaks['plain']
 
 
-def test_lean_loss_outside_train_step_runs_the_default_step(caplog):
+def test_lean_loss_outside_train_step_runs_the_default_step():
     lean, default = build_model(memory='lean'), build_model()
     views, samples, _ = make_batch()
     for model in (lean, default):
@@ -451,3 +451,11 @@ def test_lean_loss_outside_train_step_runs_the_default_step(caplog):
         total(model.loss(views, samples)).backward()
     for param, expected in zip(lean.parameters(), default.parameters()):
         torch.testing.assert_close(param.grad, expected.grad)
+    assert lean._warned_lean and not default._warned_lean  # warned once
+
+
+def test_bad_bn_stats_and_memory():
+    with pytest.raises(ValueError, match="'twice'.*'reference', 'single'"):
+        build_model(bn_stats='twice')
+    with pytest.raises(ValueError, match="'low'.*'default', 'lean'"):
+        build_model(memory='low')
