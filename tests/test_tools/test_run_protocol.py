@@ -257,3 +257,14 @@ def test_work_root_of_another_config_is_refused(work_root):
                        match=f'{work_root}/{NAME} holds runs of {CONFIG} '
                        'with --cfg-options'):
         protocol(work_root, options=['train_cfg.max_epochs=2'])
+
+
+def test_gpu_slots_follow_cuda_visible_devices(monkeypatch):
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+    assert run_protocol.gpu_slots(None) == [None]
+    assert run_protocol.gpu_slots(2) == ['0', '1']
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '3,5')
+    assert run_protocol.gpu_slots(2) == ['3', '5']
+    with pytest.raises(run_protocol.ProtocolError,
+                       match='--gpus 3, but CUDA_VISIBLE_DEVICES=3,5 lists 2'):
+        run_protocol.gpu_slots(3)
