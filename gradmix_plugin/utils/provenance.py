@@ -79,7 +79,8 @@ def dataset_provenance(cfg: Config, loader: str) -> Dict[str, Any]:
         dict: ``dataset_type`` and ``data_root`` of the wrapped dataset,
         and ``protocol``, ``split``, ``known_classes`` and
         ``unknown_classes`` of its ``OSRDataset`` (None where the config
-        has no ``OSRDataset``; protocol lists resolved).
+        has no ``OSRDataset``; protocol lists resolved) and its
+        ``max_per_class`` when set.
     """
     from ..datasets.osr_splits import get_osr_protocol, get_osr_split
 
@@ -107,6 +108,7 @@ def dataset_provenance(cfg: Config, loader: str) -> Dict[str, Any]:
             num = get_osr_protocol(protocol).num_known_dataset_classes
             unknown = [c for c in range(num) if c not in known]
         record.update(protocol=protocol, split=split)
+    record['max_per_class'] = osr.get('max_per_class')
     record.update(
         known_classes=None if known is None else list(known),
         unknown_classes=None if unknown is None else list(unknown))

@@ -194,6 +194,32 @@ def test_explicit_unknown_classes_and_lazy_init():
     assert dataset.metainfo['classes'] == ('1', '7')
 
 
+def test_max_per_class_keeps_a_seeded_subset_of_every_class():
+    inner = DigitsDataset(split='test')
+    full = OSRDataset(inner, protocol='digits', split=0, subset='open')
+    small = OSRDataset(
+        inner, protocol='digits', split=0, subset='open', max_per_class=3)
+    again = OSRDataset(
+        inner, protocol='digits', split=0, subset='open', max_per_class=3)
+    other = OSRDataset(
+        inner,
+        protocol='digits',
+        split=0,
+        subset='open',
+        max_per_class=3,
+        seed=1)
+    # 6 known and 4 unknown classes, 3 samples each.
+    assert len(small) == 30 < len(full)
+    labels = small.get_gt_labels()
+    assert np.bincount(labels[labels >= 0]).tolist() == [3] * 6
+    ori_labels = inner.get_gt_labels()[small._ori_indices[labels < 0]]
+    assert np.unique(ori_labels, return_counts=True)[1].tolist() == [3] * 4
+    assert small._ori_indices.tolist() == again._ori_indices.tolist()
+    assert small._ori_indices.tolist() != other._ori_indices.tolist()
+    # Kept in dataset order, a subset of the full selection.
+    assert set(small._ori_indices) <= set(full._ori_indices)
+
+
 def test_annotation_file_layout_needs_class_names(tmp_path):
     _write_class_folders(tmp_path / 'imgs', ['a', 'b'], 1, '.png', 0)
     (tmp_path / 'ann.txt').write_text('a/0000.png 0\nb/0000.png 1\n')
@@ -235,6 +261,8 @@ def test_annotation_file_layout_needs_class_names(tmp_path):
         (dict(known_classes=[3, 3]), ValueError, r'repeats.*\[3, 3\]'),
         (dict(known_classes=[3, 4], unknown_classes=[4, 5]), ValueError,
          r'\[4\] are both known and unknown'),
+        (dict(protocol='digits', max_per_class=0), ValueError,
+         'max_per_class` must be a positive integer or None, got 0'),
     ])
 def test_bad_arguments_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):
