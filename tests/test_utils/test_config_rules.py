@@ -128,7 +128,11 @@ def test_model_data_preprocessor_keeps_the_base_normalisation():
                 to_rgb=True,
                 num_classes=10),
             model=README_SNIPPET_MODEL))
-    merge_options(cfg)
+    with logged_messages() as messages:
+        merge_options(cfg)
+    assert 'model.data_preprocessor.num_classes=6 overrides the top-level ' \
+        'data_preprocessor.num_classes=10' in messages
+    assert any('model.data_preprocessor: took mean=' in m for m in messages)
     model = MODELS.build(cfg.model)
     preprocessor = model.data_preprocessor
     assert preprocessor._enable_normalize and preprocessor.to_rgb
