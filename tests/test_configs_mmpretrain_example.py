@@ -75,3 +75,15 @@ def test_example_trains_normalised_on_the_given_data_root(
     assert runner.train_dataloader.dataset.dataset.data_root == \
         cifar_like_root
     assert 'val/osr/class_knn/auroc' in runner.message_hub.log_scalars
+
+
+def test_readme_shows_the_example_as_it_is():
+    with open(osp.join(REPO, 'README.md')) as file:
+        readme = file.read()
+    section = readme[readme.index(
+        '## Use it from an existing mmpretrain project'):]
+    snippet = section[section.index('```python\n') + 10:]
+    snippet = snippet[:snippet.index('```')]
+    with open(EXAMPLE) as file:
+        example = file.read()
+    assert snippet == example[example.index('_base_ = ['):]
