@@ -173,3 +173,18 @@ def test_bad_bank_loader_fails_before_the_first_iteration(
     with pytest.raises(Exception, match=message):
         run_tool('train', config, '--work-dir', str(tmp_path / 'work'))
     assert not osp.exists(tmp_path / 'work' / 'epoch_1.pth')
+
+
+def test_resume_with_other_shapes_fails_short(trained, tmp_path):
+    config, work_dir, checkpoint = trained
+    with pytest.raises(ValueError) as err:
+        run_tool('train', config, '--work-dir', work_dir, '--resume',
+                 checkpoint, '--cfg-options',
+                 'model.backbone.base_channels=16')
+    message = str(err.value)
+    assert f'checkpoint {checkpoint} does not fit the model ImageClassifier' \
+        in message
+    assert 'has shape (8, 8, 3, 3) in the checkpoint but (16, 8, 3, 3) in ' \
+        'the model' in message
+    assert 'more shape mismatches' in message
+    assert len(message) < 1500
