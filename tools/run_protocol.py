@@ -514,6 +514,8 @@ def job_script(run: ProtocolRun, args: argparse.Namespace) -> str:
 
 def sbatch_command(run: ProtocolRun, args: argparse.Namespace,
                    config_name: str) -> List[str]:
+    """The sbatch command of a run: the resources of mmpretrain's
+    ``tools/slurm_train.sh``, the output next to the run."""
     per_node = min(args.gpus_per_job, args.gpus_per_node)
     return [
         'sbatch', '--parsable', f'--job-name={config_name}_{run.name}',
@@ -590,6 +592,33 @@ def summarize_protocol(runs: Sequence[ProtocolRun], root: str,
                 f'{run.metrics_path} records split {result.split} seed '
                 f'{result.seed}, not those of its work dir {run.work_dir}')
         done.append(result)
+    if done:
+        check_runs(done)
+        groups = summarize_groups(done)
+        title = (f'{config_name}: open-set metrics (%), mean ± std over '
+                 f'{len(done)} runs')
+        paths = {
+            kind: osp.join(root, f'summary.{kind}')
+            for kind in ('md', 'csv', 'tex', 'png')
+        }
+        write_summary(
+            groups,
+            markdown=paths['md'],
+            csv_path=paths['csv'],
+            latex=paths['tex'],
+            plot=paths['png'],
+            title=title)
+        print(f'\n{title}:\n\n{format_summary(groups)}\n\n'
+              f'{describe_runs(done)}')
+        incomplete = [
+            k for k, s in groups[ALL_RUNS].items() if s['n'] < len(done)
+        ]
+        if incomplete:
+            print(f'note: {incomplete} are NaN in some runs and averaged '
+                  'over the others')
+        print('written: ' + ', '.join(paths.values()))
+    else:
+        print(f'nothing to summarise in {root}: no finished run')
     for run in missing:
         state = run.read_state()
         line = f'missing: {run} ({state["status"]}'
@@ -599,33 +628,9 @@ def summarize_protocol(runs: Sequence[ProtocolRun], root: str,
         if state['status'] == 'failed' and osp.exists(run.log_path):
             with open(run.log_path) as f:
                 tail = f.readlines()[-5:]
-            print(''.join('    ' + line for line in tail), end='')
-    if not done:
-        print(f'nothing to summarise in {root}: no finished run')
-        return False
-    check_runs(done)
-    groups = summarize_groups(done)
-    title = (f'{config_name}: open-set metrics (%), mean ± std over '
-             f'{len(done)} runs')
-    paths = {
-        kind: osp.join(root, f'summary.{kind}')
-        for kind in ('md', 'csv', 'tex', 'png')
-    }
-    write_summary(
-        groups,
-        markdown=paths['md'],
-        csv_path=paths['csv'],
-        latex=paths['tex'],
-        plot=paths['png'],
-        title=title)
-    print(f'\n{title}:\n\n{format_summary(groups)}\n\n{describe_runs(done)}')
-    incomplete = [k for k, s in groups[ALL_RUNS].items() if s['n'] < len(done)]
-    if incomplete:
-        print(f'note: {incomplete} are NaN in some runs and averaged over '
-              'the others')
+            print(''.join('    ' + text for text in tail), end='')
     if missing:
         print(f'{len(missing)} of {len(runs)} runs missing from the summary')
-    print('written: ' + ', '.join(paths.values()))
     return not missing
 
 
