@@ -276,8 +276,8 @@ def test_reference_bn_stats_over_steps_without_a_third_forward(momentum):
     models = {
         name: set_bn_momentum(
             build_model(bn_stats=bn_stats, head=True), momentum)
-        for name, bn_stats in (('reference', 'reference'),
-                               ('oracle', 'single'), ('single', 'single'))
+        for name, bn_stats in (('reference', 'reference'), ('oracle',
+                                                             'single'))
     }
     optimizers = {
         name: torch.optim.SGD(model.parameters(), lr=0.1)
@@ -294,9 +294,10 @@ def test_reference_bn_stats_over_steps_without_a_third_forward(momentum):
             grads[name] = [p.grad.clone() for p in model.parameters()]
             optimizers[name].step()
             optimizers[name].zero_grad()
-        for name in ('oracle', 'single'):  # gradients are unchanged
-            for grad, expected in zip(grads['reference'], grads[name]):
-                torch.testing.assert_close(grad, expected)
+        # Gradients unchanged: the oracle's are those of a model updating
+        # its statistics once per forward (its attribution adds none).
+        for grad, expected in zip(grads['reference'], grads['oracle']):
+            torch.testing.assert_close(grad, expected)
 
     buffers = {
         name: dict(model.named_buffers())
@@ -306,9 +307,6 @@ def test_reference_bn_stats_over_steps_without_a_third_forward(momentum):
         torch.testing.assert_close(
             value, buffers['oracle'][key], rtol=1e-6, atol=1e-6, msg=key)
     assert buffers['reference']['backbone.bn1.num_batches_tracked'] == 9
-    assert buffers['single']['backbone.bn1.num_batches_tracked'] == 6
-    assert not torch.allclose(buffers['reference']['backbone.bn1.running_var'],
-                              buffers['single']['backbone.bn1.running_var'])
 
 
 def test_reference_bn_stats_without_masking_update_once():
@@ -367,8 +365,7 @@ def train_steps(memory, wrapper_type=OptimWrapper, accumulative_counts=1,
 
 @pytest.mark.parametrize('wrapper_type,accumulative_counts,momentum', [
     (OptimWrapper, 1, 0.1),
-    (OptimWrapper, 2, None),
-    (ScaledOptimWrapper, 2, 0.1),
+    (ScaledOptimWrapper, 2, None),
 ])
 def test_lean_step_equals_the_default_step(wrapper_type, accumulative_counts,
                                            momentum):
