@@ -13,6 +13,13 @@ with the CIFAR stem, Adam; ``--width`` narrows the backbone):
 - ``ce_gradmix``: with ``GradMix(fill='partner')`` in the data preprocessor,
   the model attached by ``LayerCAMHook`` as in training.
 
+``--backbones`` adds other backbone families, each a GradMix recipe of its
+config and the same config without GradMix as its baseline (recipe names
+end in the family): ``vit`` (the small ViT, CE and contrastive), ``convnext``
+(CE) and ``resnet50`` (ImageNet-stem ResNet-50, contrastive, at twice
+``--image-size``: TinyImageNet's 64x64 by default); see
+:data:`FAMILY_CONFIGS`.
+
 The repetitions are interleaved (one step of every recipe per repetition,
 round-robin), and the median and inter-quartile range are reported with the
 ratio to the matching baseline (``supcon_simclr`` for the GradMix
@@ -31,6 +38,8 @@ It also times the attribution alone against a forward/backward:
 Example::
 
     OMP_NUM_THREADS=2 python benchmarks/benchmark_training.py --repeats 7
+    OMP_NUM_THREADS=2 python benchmarks/benchmark_training.py --width 16 \
+        --backbones resnet18 vit convnext resnet50
 """
 import argparse
 import os
@@ -75,6 +84,27 @@ RECIPE_CONFIGS = dict(
     ce_mixup='configs/ce_mixup_resnet18_cifar10.py',
     ce_cutmix='configs/ce_cutmix_resnet18_cifar10.py',
     ce_gradmix='configs/ce_gradmix_resnet18_cifar10.py')
+# Backbone families beyond the CIFAR-stem ResNet-18: family -> {GradMix
+# recipe: config}. Each adds '<recipe>_<family>' and its baseline
+# '<baseline>_<family>', the same config without GradMix.
+FAMILY_CONFIGS = dict(
+    vit=dict(
+        ce_gradmix='configs/ce_gradmix_vit_cifar10.py',
+        supcon_simclr_gradmix='configs/gradmix_vit_cifar10.py'),
+    convnext=dict(ce_gradmix='configs/ce_gradmix_convnext_cifar10.py'),
+    resnet50=dict(supcon_simclr_gradmix='configs/gradmix_resnet50_tiny.py'))
+FAMILIES = ('resnet18', ) + tuple(FAMILY_CONFIGS)
+# Image side of a family as a multiple of --image-size.
+FAMILY_IMAGE_SCALE = dict(resnet50=2)
+# Recipe name -> (recipe of RECIPES it runs, family).
+RECIPE_FAMILIES = {recipe: (recipe, 'resnet18') for recipe in RECIPES}
+for _family, _configs in FAMILY_CONFIGS.items():
+    for _recipe, _config in _configs.items():
+        for _mode in (BASELINES[_recipe], _recipe):
+            RECIPE_FAMILIES[f'{_mode}_{_family}'] = (_mode, _family)
+            RECIPE_CONFIGS[f'{_mode}_{_family}'] = _config
+            BASELINES[f'{_mode}_{_family}'] = \
+                f'{BASELINES[_recipe]}_{_family}'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,8 +114,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         'the cost of the attribution pass.')
     parser.add_argument(
         '--width', type=int, default=64,
-        help='base_channels (and stem_channels) of ResNet_CIFAR-18; 64 is '
-        'the full-width ResNet-18 (default: 64)')
+        help='base_channels (and stem_channels) of ResNet_CIFAR-18 and '
+        'ResNet-50, first-stage channels of ConvNeXt, a third of the ViT '
+        'width; 64 leaves every config as it is (default: 64)')
     parser.add_argument(
         '--batch-size', type=int, default=64,
         help='images per step; contrastive recipes forward two views of '
@@ -107,6 +138,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='recipes to time; a recipe\'s baseline is added if missing '
         '(default: all)')
     parser.add_argument(
+        '--backbones', nargs='+', choices=FAMILIES, default=['resnet18'],
+        help='backbone families: resnet18 runs --recipes, the others their '
+        'GradMix recipes and baselines (default: resnet18)')
+    parser.add_argument(
         '--seed', type=int, default=0, help='random seed (default: 0)')
     parser.add_argument(
         '--out', default='benchmarks/results/training.json',
@@ -119,23 +154,71 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.quick:
         args.width, args.batch_size, args.image_size = 8, 8, 16
         args.repeats, args.warmup = 2, 1
-    recipes = list(args.recipes)
+    recipes = list(args.recipes) if 'resnet18' in args.backbones else []
     recipes += [BASELINES[r] for r in recipes if BASELINES[r] not in recipes]
-    args.recipes = [r for r in RECIPES if r in recipes]
+    args.recipes = [r for r in RECIPES if r in recipes] + [
+        recipe for recipe, (_, family) in RECIPE_FAMILIES.items()
+        if family in args.backbones and family != 'resnet18'
+    ]
     return args
 
 
-def load_recipe_config(recipe: str, width: int) -> Config:
+def is_contrastive(recipe: str) -> bool:
+    """Whether a recipe (of any family) trains a ContrastiveClassifier."""
+    return RECIPE_FAMILIES[recipe][0] in CONTRASTIVE_RECIPES
+
+
+def image_size_of(recipe: str, image_size: int) -> int:
+    """The image side of a recipe's family for ``--image-size``."""
+    return image_size * FAMILY_IMAGE_SCALE.get(RECIPE_FAMILIES[recipe][1], 1)
+
+
+def narrow_backbone(backbone: ConfigDict, width: int,
+                    image_size: int) -> int:
+    """Narrow a backbone config to ``width`` (64 leaves it as it is).
+
+    Args:
+        backbone (ConfigDict): ``ResNet_CIFAR`` or ``ResNet`` (stem and base
+            channels), ``ConvNeXt`` (stage channels ``width * (1, 2, 4,
+            8)``) or ``VisionTransformer`` (``3 * width`` wide, its
+            ``img_size`` set to ``image_size``).
+        width (int): The width.
+        image_size (int): The image side.
+
+    Returns:
+        int: The backbone's output channels.
+    """
+    if backbone.type == 'VisionTransformer':
+        scale = width / 64
+        backbone.arch.update(
+            embed_dims=round(backbone.arch.embed_dims * scale),
+            feedforward_channels=round(
+                backbone.arch.feedforward_channels * scale))
+        backbone.img_size = image_size
+        return backbone.arch.embed_dims
+    if backbone.type == 'ConvNeXt':
+        backbone.arch.channels = [width * 2**stage for stage in range(4)]
+        return 8 * width
+    backbone.update(stem_channels=width, base_channels=width)
+    return (32 if backbone.get('depth', 18) >= 50 else 8) * width
+
+
+def load_recipe_config(recipe: str, width: int,
+                       image_size: int = 32) -> Config:
     """The config of a recipe, as users run it, narrowed to ``width``.
 
     The top-level ``data_preprocessor`` of the config is merged into the
-    model as mmengine's ``Runner`` does, and the backbone gets ``width``
-    base channels (the pooled features have ``8 * width``).
+    model as mmengine's ``Runner`` does, and the backbone is narrowed by
+    :func:`narrow_backbone` (ResNet-18: ``width`` base channels, the pooled
+    features have ``8 * width``). The baseline of another family is its
+    GradMix config without GradMix.
 
     Args:
-        recipe (str): One of :data:`RECIPES` (see :data:`RECIPE_CONFIGS`).
-        width (int): ``stem_channels`` and ``base_channels`` of the
-            ResNet_CIFAR-18 backbone; 64 leaves the model as it is.
+        recipe (str): One of :data:`RECIPES` or of the families (see
+            :data:`RECIPE_CONFIGS`).
+        width (int): The width; 64 leaves the model as it is.
+        image_size (int): The side of the training images (the ViT's
+            ``img_size``). Defaults to 32.
 
     Returns:
         Config: The whole config, ``model`` adjusted.
@@ -144,10 +227,16 @@ def load_recipe_config(recipe: str, width: int) -> Config:
     model = cfg.model
     if cfg.get('data_preprocessor') is not None:
         model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    model.backbone.update(stem_channels=width, base_channels=width)
+    channels = narrow_backbone(model.backbone, width, image_size)
     for part in ('projector', 'head'):
         if model.get(part) is not None:
-            model[part].in_channels = 8 * width
+            model[part].in_channels = channels
+    mode, family = RECIPE_FAMILIES[recipe]
+    if family != 'resnet18' and 'gradmix' not in mode:
+        if model.pop('train_cfg', None) is not None:  # CE: the augment
+            model.head.loss.use_soft = False  # hard labels, as ce_resnet18
+        if 'gradmix' in model:
+            model.gradmix = None
     return cfg
 
 
@@ -155,13 +244,13 @@ def build_model(recipe: str, model_cfg: ConfigDict,
                 device: torch.device) -> torch.nn.Module:
     """Build a recipe's model in training mode on ``device``.
 
-    For ``ce_gradmix`` the model is attached to its GradMix augment by
+    A model with GradMix batch augments (CE mode) is attached to them by
     :class:`LayerCAMHook`, as at the start of training.
     """
     model = MODELS.build(model_cfg)
     model.init_weights()
     model.to(device).train()
-    if recipe == 'ce_gradmix':
+    if find_gradmix_augments(model):
         runner = SimpleNamespace(
             model=model, logger=MMLogger.get_current_instance())
         LayerCAMHook().before_train(runner)
@@ -268,21 +357,26 @@ def main(argv=None) -> dict:
 
     models, wrappers, num_classes = {}, {}, []
     for recipe in args.recipes:
-        cfg = load_recipe_config(recipe, args.width)
+        cfg = load_recipe_config(recipe, args.width,
+                                 image_size_of(recipe, args.image_size))
         num_classes.append(cfg.model.data_preprocessor.num_classes)
         models[recipe] = build_model(recipe, cfg.model, device)
         wrappers[recipe] = build_optim_wrapper(models[recipe],
                                                cfg.optim_wrapper)
-    # Labels valid for every model.
-    batches = {
-        kind: SyntheticBatch(args.batch_size, args.image_size,
-                             min(num_classes), num_views, generator)
-        for kind, num_views in (('contrastive', 2), ('ce', 1))
-    }
+    # Labels valid for every model; one batch per view count and size.
+    batches = {}
 
     def batch_of(recipe: str) -> SyntheticBatch:
-        return batches['contrastive' if recipe in CONTRASTIVE_RECIPES else
-                       'ce']
+        key = (2 if is_contrastive(recipe) else 1,
+               image_size_of(recipe, args.image_size))
+        if key not in batches:
+            batches[key] = SyntheticBatch(args.batch_size, key[1],
+                                          min(num_classes), key[0],
+                                          generator)
+        return batches[key]
+
+    for recipe in args.recipes:  # drawn in a fixed order
+        batch_of(recipe)
 
     def step_task(recipe: str) -> Callable[[], Callable]:
 
@@ -306,15 +400,17 @@ def main(argv=None) -> dict:
         f'step/{recipe}': step_task(recipe)
         for recipe in args.recipes
     }
-    if 'supcon_simclr_gradmix' in args.recipes:
-        tasks['fwd_bwd/supcon_simclr'] = piece_task('supcon_simclr',
-                                                    forward_backward)
-        tasks['attribution/supcon_simclr_gradmix'] = piece_task(
-            'supcon_simclr_gradmix', contrastive_attribution)
-    if 'ce_gradmix' in args.recipes:
-        tasks['fwd_bwd/ce'] = piece_task('ce', forward_backward)
-        tasks['attribution/ce_gradmix'] = piece_task(
-            'ce_gradmix', ce_attribution, training=False)
+    gradmix_recipes = [
+        recipe for recipe in args.recipes
+        if RECIPE_FAMILIES[recipe][0] in ('supcon_simclr_gradmix',
+                                          'ce_gradmix')
+    ]
+    for recipe in gradmix_recipes:
+        tasks[f'fwd_bwd/{BASELINES[recipe]}'] = piece_task(
+            BASELINES[recipe], forward_backward)
+        tasks[f'attribution/{recipe}'] = piece_task(
+            recipe, contrastive_attribution) if is_contrastive(recipe) \
+            else piece_task(recipe, ce_attribution, training=False)
 
     timings = interleaved_timings(tasks, args.repeats, args.warmup, device)
     stats = {name: summarize(seconds) for name, seconds in timings.items()}
@@ -337,10 +433,8 @@ def main(argv=None) -> dict:
             peak_memory_mib=memory[recipe]['peak_mib'],
             **step)
     attribution = {}
-    for recipe, baseline in (('supcon_simclr_gradmix', 'supcon_simclr'),
-                             ('ce_gradmix', 'ce')):
-        if recipe not in args.recipes:
-            continue
+    for recipe in gradmix_recipes:
+        baseline = BASELINES[recipe]
         piece = stats[f'attribution/{recipe}']['median_s']
         fwd_bwd = stats[f'fwd_bwd/{baseline}']['median_s']
         attribution[recipe] = dict(
@@ -359,6 +453,8 @@ def main(argv=None) -> dict:
         settings=dict(
             width=args.width, batch_size=args.batch_size,
             image_size=args.image_size,
+            image_sizes={r: image_size_of(r, args.image_size)
+                         for r in args.recipes},
             configs={r: RECIPE_CONFIGS[r]
                      for r in args.recipes},
             repeats=args.repeats, warmup=args.warmup, seed=args.seed,
