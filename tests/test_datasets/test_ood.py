@@ -1,11 +1,16 @@
 import os
+import os.path as osp
 import pickle
+import socket
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from mmengine.dataset import pseudo_collate
 from mmengine.evaluator import Evaluator
+from mmengine.runner import Runner
 from mmpretrain.registry import DATASETS
 from PIL import Image
 
@@ -110,6 +115,56 @@ def test_sources_reach_the_metric_in_any_order(png_root, gray_root):
     sources = metric.last_per_sample['ood_source']
     assert (sources == 'mnist').sum() == 6 and (sources == '').sum() == len(
         dataset) - 22
+
+
+def evaluate_sharded(png_root, gray_root):
+    """OSRMetric over an OODDataset, the loader split across the ranks of
+    the current process group (if any); the logits are the channel means
+    of each image."""
+    dataset = build(digits_known(),
+                    [('rgb', folder(png_root)), ('mnist', folder(gray_root)),
+                     ('digits', digits_known('unknown'))],
+                    groups=dict(far=['rgb', 'mnist']))
+    loader = Runner.build_dataloader(
+        dict(dataset=dataset, batch_size=5, num_workers=0,
+             sampler=dict(type='DefaultSampler', shuffle=False)))
+    evaluator = Evaluator(OSRMetric(scores=('mls', 'msp')))
+    evaluator.dataset_meta = dataset.metainfo
+    for batch in loader:
+        for inputs, sample in zip(batch['inputs'], batch['data_samples']):
+            sample.set_field(inputs.float().reshape(3, -1).mean(1), 'logits')
+        evaluator.process(batch['data_samples'])
+    return evaluator.evaluate(len(dataset))
+
+
+def sharded_worker(rank, world_size, port, roots, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+        world_size=world_size)
+    try:
+        metrics = evaluate_sharded(*roots)
+        with open(osp.join(out_dir, f'rank{rank}.pkl'), 'wb') as f:
+            pickle.dump(metrics, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_keep_every_source(png_root, gray_root, tmp_path):
+    """Each rank scores its shard; collected on rank 0, every sample still
+    names its source, so the per-source metrics equal one process's."""
+    metrics = evaluate_sharded(png_root, gray_root)
+    assert 'osr/ood_mnist/mls/auroc' in metrics
+    assert 'osr/group_far/msp/fpr95_ood_pos' in metrics
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    mp.spawn(sharded_worker,
+             args=(2, port, (png_root, gray_root), str(tmp_path)),
+             nprocs=2, join=True)
+    for rank in range(2):
+        with open(tmp_path / f'rank{rank}.pkl', 'rb') as f:
+            assert pickle.load(f) == pytest.approx(metrics)
 
 
 def test_bad_configurations(png_root, gray_root):
