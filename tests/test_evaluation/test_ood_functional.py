@@ -40,24 +40,20 @@ def brute_force_fpr95_ood_pos(scores, is_known):
     return best
 
 
-def roc_points(positive, values):
-    """(FPR, TPR) after each unique value, high to low, with (0, 0)."""
-    points = [(0.0, 0.0)]
+def roc_counts(positive, values):
+    """(false, true positives) after each unique value, high to low."""
+    counts = []
     for t in sorted(set(values.tolist()), reverse=True):
         hit = values >= t
-        points.append(((hit & ~positive).sum() / (~positive).sum(),
-                       (hit & positive).sum() / positive.sum()))
-    return np.array(points)
+        counts.append(((hit & ~positive).sum(), (hit & positive).sum()))
+    return np.array(counts)
 
 
-def drop_collinear(points):
+def drop_collinear(counts):
     """scikit-learn's ``drop_intermediate``: keep the ends and the points
-    where the curve bends (second differences of the counts not both 0);
-    the (0, 0) origin is kept apart."""
-    curve = points[1:]
-    bends = np.any(np.diff(curve, 2, axis=0) != 0, axis=1)
-    keep = np.concatenate(([True], bends, [True]))
-    return np.concatenate((points[:1], curve[keep]))
+    where the curve bends (second differences of the counts not both 0)."""
+    bends = np.any(np.diff(counts, 2, axis=0) != 0, axis=1)
+    return counts[np.concatenate(([True], bends, [True]))]
 
 
 def trapezoid(x, y):
@@ -80,7 +76,9 @@ def openood_oracle(conf, label, pred):
     """OpenOOD v1.5 ``compute_all_metrics``, re-implemented by brute force:
     OOD (label -1) is positive and ranked by -conf."""
     ood = label == -1
-    points = drop_collinear(roc_points(ood, -conf))
+    counts = drop_collinear(roc_counts(ood, -conf))
+    points = np.concatenate(([[0.0, 0.0]], counts / [(~ood).sum(),
+                                                     ood.sum()]))
     fpr95 = points[np.argmax(points[:, 1] >= 0.95), 0]
     return dict(
         openood_fpr95=fpr95,
