@@ -382,8 +382,15 @@ class LayerCAM:
                 f'{layer.name}.{child}'
                 for child, _ in module.named_children()
             ]
-            hint = (f'name one of its submodules instead: {children}'
-                    if children else 'name a module before the pooling')
+            items = output if isinstance(output, (tuple, list)) else [output]
+            if any(isinstance(item, Tensor) and item.dim() == 2
+                   for item in items):
+                hint = ('a pooled (B, C) vector has no spatial map: name a '
+                        'module before the pooling')
+            elif children:
+                hint = f'name one of its submodules instead: {children}'
+            else:
+                hint = 'name a module with one of these outputs'
             raise AttributionLayerError(
                 f'attribution layer {layer.name!r} '
                 f'({type(module).__name__}) returned '
