@@ -12,13 +12,19 @@ Conventions:
   samples are the positives.
 - Metric values are fractions in ``[0, 1]`` (``OSRMetric`` reports them as
   percentages).
-- kNN searches are exact: a faiss ``IndexFlatIP`` over L2-normalised
-  float32 vectors, on the GPU when the installed faiss has GPU support and a
-  GPU is visible, on the CPU otherwise. Queries are searched in chunks of
-  ``chunk_size`` rows so that memory stays bounded.
+- kNN searches are exact by default: faiss's brute-force inner-product
+  search (``faiss.knn``, ``faiss.knn_gpu`` on the GPU) over L2-normalised
+  vectors, on the GPU when the installed faiss has GPU support and a GPU is
+  visible, on the CPU otherwise. The normalised bank is kept once, in
+  float32 or float16 (``bank_dtype``), and searched in blocks of
+  :data:`BANK_BLOCK_ROWS` rows converted to float32; queries are searched
+  in chunks of ``chunk_size`` rows, so that memory stays bounded.
+  :func:`knn_scores` can also search an approximate IVF index
+  (``index='ivf'``).
 """
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from typing import Dict, Iterator, Optional, Tuple, Union
 
 import faiss
@@ -63,6 +69,16 @@ MAHALANOBIS_MAX_CONDITION = 1e10
 #: Bank rows per BLAS block of faiss's exact CPU search (faiss's default,
 #: 1024, makes the class-wise search about 25% slower at CIFAR scale).
 FAISS_DATABASE_BLOCK = 8192
+#: Bank rows normalised, converted to float32 and searched at once (32 MiB
+#: of float32 at 128 dimensions).
+BANK_BLOCK_ROWS = 65536
+#: Storage types of the normalised kNN bank (``bank_dtype``).
+BANK_DTYPES = ('float32', 'float16')
+#: Indexes of :func:`knn_scores`: exact brute force, or inverted lists.
+KNN_INDEXES = ('flat', 'ivf')
+#: Training vectors per inverted list of the IVF coarse quantizer (faiss
+#: warns below 39).
+IVF_TRAIN_PER_LIST = 64
 
 _gpu_resources = None
 
@@ -106,30 +122,148 @@ def _check_vectors(x: np.ndarray, name: str) -> None:
         raise ValueError(
             f'{name} must be a non-empty array of shape (N, D), got shape '
             f'{x.shape}')
-    num_bad = int(x.shape[0] - np.isfinite(x).all(axis=1).sum())
+    # Row blocks keep the boolean mask small for large banks.
+    num_bad = sum(
+        int((~np.isfinite(x[start:start + BANK_BLOCK_ROWS]).all(axis=1)).sum())
+        for start in range(0, x.shape[0], BANK_BLOCK_ROWS))
     if num_bad:
         raise ValueError(f'{name} has {num_bad} rows with NaN or inf values')
 
 
-def _build_index(bank: np.ndarray, use_gpu: Optional[bool],
-                 eps: float) -> faiss.Index:
-    """An exact inner-product index over the L2-normalised ``bank``."""
+def _gpu_resources_for(use_gpu: Optional[bool]
+                       ) -> Optional['faiss.StandardGpuResources']:
+    """faiss GPU resources to search with, or None to search on the CPU."""
     if use_gpu is None:
         use_gpu = faiss_gpu_available()
     elif use_gpu and not faiss_gpu_available():
         raise RuntimeError(
             'use_gpu=True but the installed faiss has no GPU support or no '
             'GPU is visible; install faiss-gpu or pass use_gpu=None')
-    index = faiss.IndexFlatIP(bank.shape[1])
-    if use_gpu:
-        global _gpu_resources
-        if _gpu_resources is None:
-            _gpu_resources = faiss.StandardGpuResources()
+    if not use_gpu:
+        return None
+    global _gpu_resources
+    if _gpu_resources is None:
+        _gpu_resources = faiss.StandardGpuResources()
+    return _gpu_resources
+
+
+def check_knn_options(bank_dtype: str = 'float32',
+                      index: str = 'flat',
+                      nlist: int = 1024,
+                      nprobe: int = 32) -> None:
+    """Check the storage and index options of the kNN scores.
+
+    Args:
+        bank_dtype (str): One of :data:`BANK_DTYPES`.
+        index (str): One of :data:`KNN_INDEXES`.
+        nlist (int): Inverted lists of ``index='ivf'``, ``>= 1``.
+        nprobe (int): Lists searched per query, in ``[1, nlist]``.
+    """
+    if bank_dtype not in BANK_DTYPES:
+        raise ValueError(
+            f'bank_dtype must be one of {BANK_DTYPES}, got {bank_dtype!r}')
+    if index not in KNN_INDEXES:
+        raise ValueError(f'index must be one of {KNN_INDEXES}, got {index!r}')
+    if not isinstance(nlist, (int, np.integer)) or nlist < 1:
+        raise ValueError(f'nlist must be a positive integer, got {nlist!r}')
+    if not isinstance(nprobe, (int, np.integer)) or not 1 <= nprobe <= nlist:
+        raise ValueError(
+            f'nprobe must be an integer in [1, nlist={nlist}], got '
+            f'{nprobe!r}')
+
+
+def _stored_bank(bank: np.ndarray,
+                 bank_dtype: str,
+                 eps: float,
+                 order: Optional[np.ndarray] = None) -> np.ndarray:
+    """The L2-normalised bank rows (in ``order``) stored as ``bank_dtype``.
+
+    Built block by block: the peak memory is the result plus one float32
+    block of :data:`BANK_BLOCK_ROWS` rows.
+    """
+    rows = np.arange(bank.shape[0]) if order is None else order
+    stored = np.empty((rows.size, bank.shape[1]), bank_dtype)
+    for start in range(0, rows.size, BANK_BLOCK_ROWS):
+        block = rows[start:start + BANK_BLOCK_ROWS]
+        stored[start:start + block.size] = l2_normalize(bank[block], eps)
+    return stored
+
+
+def _search_exact(query: np.ndarray, stored: np.ndarray, k: int,
+                  gpu_resources: Optional['faiss.StandardGpuResources']
+                  ) -> np.ndarray:
+    """Top-``k`` inner products of normalised float32 ``query`` rows with
+    the ``stored`` bank, in descending order, shape ``(N, k)``.
+
+    The bank is searched in blocks of :data:`BANK_BLOCK_ROWS` rows converted
+    to float32 with faiss's brute-force ``knn`` (``knn_gpu`` on the GPU);
+    a ``faiss.ResultHeap`` merges the blocks' results.
+    """
+    heap = faiss.ResultHeap(query.shape[0], k, keep_max=True)
+    for start in range(0, stored.shape[0], BANK_BLOCK_ROWS):
+        block = stored[start:start + BANK_BLOCK_ROWS].astype(
+            np.float32, copy=False)
+        block_k = min(k, block.shape[0])
+        if gpu_resources is None:
+            similarities, ids = faiss.knn(query, block, block_k,
+                                          faiss.METRIC_INNER_PRODUCT)
+        else:
+            similarities, ids = faiss.knn_gpu(
+                gpu_resources,
+                query,
+                block,
+                block_k,
+                metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(similarities, ids + start)
+    heap.finalize()
+    return heap.D
+
+
+def _ivf_index(bank: np.ndarray, bank_dtype: str, nlist: int, nprobe: int,
+               eps: float,
+               gpu_resources: Optional['faiss.StandardGpuResources']
+               ) -> faiss.Index:
+    """An IVF inner-product index over the L2-normalised ``bank``.
+
+    The lists hold float32 vectors (``IVF{nlist},Flat``) or float16 ones
+    (``IVF{nlist},SQfp16``). The coarse quantizer is trained on
+    :data:`IVF_TRAIN_PER_LIST` vectors per list drawn with a fixed seed,
+    and the bank is added block by block.
+    """
+    if nlist > bank.shape[0]:
+        raise ValueError(
+            f'nlist={nlist} is larger than the bank ({bank.shape[0]} '
+            'vectors)')
+    encoding = 'Flat' if bank_dtype == 'float32' else 'SQfp16'
+    index = faiss.index_factory(bank.shape[1], f'IVF{nlist},{encoding}',
+                                faiss.METRIC_INNER_PRODUCT)
+    train_rows = np.sort(
+        np.random.default_rng(0).choice(
+            bank.shape[0],
+            min(bank.shape[0], IVF_TRAIN_PER_LIST * nlist),
+            replace=False))
+    index.train(l2_normalize(bank[train_rows], eps))
+    for start in range(0, bank.shape[0], BANK_BLOCK_ROWS):
+        index.add(l2_normalize(bank[start:start + BANK_BLOCK_ROWS], eps))
+    faiss.extract_index_ivf(index).nprobe = nprobe
+    if gpu_resources is not None:
         device = (torch.cuda.current_device()
                   if torch.cuda.is_available() else 0)
-        index = faiss.index_cpu_to_gpu(_gpu_resources, device, index)
-    index.add(l2_normalize(bank, eps))
+        index = faiss.index_cpu_to_gpu(gpu_resources, device, index)
     return index
+
+
+def _search_ivf(query: np.ndarray, index: faiss.Index, k: int,
+                nprobe: int) -> np.ndarray:
+    """Top-``k`` inner products from an IVF index, shape ``(N, k)``."""
+    similarities, ids = index.search(query, k)
+    missing = int((ids[:, k - 1] < 0).sum())
+    if missing:
+        raise ValueError(
+            f"index='ivf': {missing} queries have fewer than k={k} bank "
+            f'vectors in their nprobe={nprobe} nearest lists; raise nprobe '
+            'or lower nlist')
+    return similarities
 
 
 @contextmanager
@@ -157,8 +291,9 @@ def _normalized_chunks(query: np.ndarray, chunk_size: int,
         yield rows, l2_normalize(query[rows], eps)
 
 
-def _prepare_search(query: ArrayLike, bank: ArrayLike, k: int
-                    ) -> Tuple[np.ndarray, np.ndarray]:
+def _prepare_search(query: ArrayLike, bank: ArrayLike, k: int,
+                    **knn_options) -> Tuple[np.ndarray, np.ndarray]:
+    check_knn_options(**knn_options)
     query = _to_numpy(query, 'query')
     bank = _to_numpy(bank, 'bank')
     _check_vectors(query, 'query')
@@ -177,7 +312,11 @@ def knn_scores(query: ArrayLike,
                k: int = 50,
                chunk_size: int = 4096,
                use_gpu: Optional[bool] = None,
-               eps: float = 1e-12) -> np.ndarray:
+               eps: float = 1e-12,
+               bank_dtype: str = 'float32',
+               index: str = 'flat',
+               nlist: int = 1024,
+               nprobe: int = 32) -> np.ndarray:
     """Deep nearest-neighbour score of Sun et al. 2022.
 
     `Out-of-Distribution Detection with Deep Nearest Neighbors
@@ -190,6 +329,15 @@ def knn_scores(query: ArrayLike,
         :math:`\\cos_{(k)}` is the ``k``-th largest cosine similarity.
         It lies in ``[-4, 0]``; higher means more known.
 
+        ``index='flat'`` is exact (up to the float16 rounding of the
+        normalised bank with ``bank_dtype='float16'``). ``index='ivf'``
+        searches the ``nprobe`` nearest of ``nlist`` inverted lists of a
+        faiss IVF index (k-means coarse quantizer), an approximation whose
+        recall grows with ``nprobe``; ``nprobe = nlist`` is exact. Memory:
+        one normalised copy of the bank in ``bank_dtype`` (``'flat'``) or
+        in the IVF lists, plus one block of :data:`BANK_BLOCK_ROWS` float32
+        rows and one query chunk.
+
     Args:
         query (np.ndarray | torch.Tensor): Test vectors ``(N, D)``.
         bank (np.ndarray | torch.Tensor): Training vectors ``(M, D)``.
@@ -199,20 +347,41 @@ def knn_scores(query: ArrayLike,
             when available. Defaults to None.
         eps (float): Norm lower bound of :func:`l2_normalize`.
             Defaults to 1e-12.
+        bank_dtype (str): Storage of the normalised bank, ``'float32'`` or
+            ``'float16'`` (half the memory). Defaults to ``'float32'``.
+        index (str): ``'flat'`` (exact) or ``'ivf'`` (approximate).
+            Defaults to ``'flat'``.
+        nlist (int): Inverted lists of ``index='ivf'``. Defaults to 1024.
+        nprobe (int): Lists searched per query with ``index='ivf'``, in
+            ``[1, nlist]``. Defaults to 32.
 
     Returns:
         np.ndarray: float64 scores of shape ``(N, )``.
     """
-    query, bank = _prepare_search(query, bank, k)
+    query, bank = _prepare_search(
+        query, bank, k, bank_dtype=bank_dtype, index=index, nlist=nlist,
+        nprobe=nprobe)
     if k > bank.shape[0]:
         raise ValueError(
             f'k={k} is larger than the bank ({bank.shape[0]} vectors)')
-    index = _build_index(bank, use_gpu, eps)
+    gpu_resources = _gpu_resources_for(use_gpu)
+    if index == 'ivf':
+        search = partial(
+            _search_ivf,
+            index=_ivf_index(bank, bank_dtype, nlist, nprobe, eps,
+                             gpu_resources),
+            k=k,
+            nprobe=nprobe)
+    else:
+        search = partial(
+            _search_exact,
+            stored=_stored_bank(bank, bank_dtype, eps),
+            k=k,
+            gpu_resources=gpu_resources)
     scores = np.empty(query.shape[0], dtype=np.float64)
     with _faiss_database_block():
         for rows, chunk in _normalized_chunks(query, chunk_size, eps):
-            similarities, _ = index.search(chunk, k)
-            scores[rows] = similarities[:, k - 1]
+            scores[rows] = search(chunk)[:, k - 1]
     return -(2.0 - 2.0 * scores)
 
 
@@ -223,7 +392,9 @@ def class_knn_scores(query: ArrayLike,
                      k: int = 3,
                      chunk_size: int = 4096,
                      use_gpu: Optional[bool] = None,
-                     eps: float = 1e-12) -> Tuple[np.ndarray, np.ndarray]:
+                     eps: float = 1e-12,
+                     bank_dtype: str = 'float32'
+                     ) -> Tuple[np.ndarray, np.ndarray]:
     """Class-wise kNN score of GradMix (arXiv 2505.12803).
 
     Note:
@@ -241,8 +412,13 @@ def class_knn_scores(query: ArrayLike,
         If no class has a positive sum, :math:`p` is uniform (score
         :math:`1 / C`, the lowest possible). The score is
         :math:`\\max_c p_c`; the prediction is :math:`\\arg\\max_c s_c`
-        (ties: lowest class index). One exact faiss index per class is
-        searched, so the cost is one pass over the bank per query chunk.
+        (ties: lowest class index).
+
+        The normalised bank is stored once, sorted by class, in
+        ``bank_dtype``; every query chunk searches each class's rows with
+        faiss's exact brute-force kNN, so the cost is one pass over the
+        bank per query chunk, and no index is built per class. Memory: the
+        stored bank, one query chunk and its ``(chunk_size, C)`` sums.
 
     Args:
         query (np.ndarray | torch.Tensor): Test vectors ``(N, D)``.
@@ -257,12 +433,15 @@ def class_knn_scores(query: ArrayLike,
             when available. Defaults to None.
         eps (float): Norm lower bound of :func:`l2_normalize`.
             Defaults to 1e-12.
+        bank_dtype (str): Storage of the normalised bank, ``'float32'`` or
+            ``'float16'`` (half the memory, similarities exact up to the
+            float16 rounding of the bank). Defaults to ``'float32'``.
 
     Returns:
         tuple[np.ndarray, np.ndarray]: float64 scores ``max_c p_c`` and
         int64 predictions, both of shape ``(N, )``.
     """
-    query, bank = _prepare_search(query, bank, k)
+    query, bank = _prepare_search(query, bank, k, bank_dtype=bank_dtype)
     bank_labels = _to_numpy(bank_labels, 'bank_labels')
     if bank_labels.shape != (bank.shape[0], ):
         raise ValueError(
@@ -285,26 +464,29 @@ def class_knn_scores(query: ArrayLike,
             'logits): enlarge the bank (OSRBankHook max_samples) or lower '
             'class_knn_k')
 
-    indexes = [
-        _build_index(bank[bank_labels == c], use_gpu, eps)
-        for c in range(num_classes)
-    ]
-    similarity_sums = np.empty((query.shape[0], num_classes), np.float64)
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+    stored = _stored_bank(bank, bank_dtype, eps,
+                          np.argsort(bank_labels, kind='stable'))
+    gpu_resources = _gpu_resources_for(use_gpu)
+    scores = np.empty(query.shape[0], np.float64)
+    preds = np.empty(query.shape[0], np.int64)
     with _faiss_database_block():
         for rows, chunk in _normalized_chunks(query, chunk_size, eps):
-            for c, index in enumerate(indexes):
-                similarities, _ = index.search(chunk, k)
-                similarity_sums[rows, c] = similarities.sum(
-                    axis=1, dtype=np.float64)
-
-    positive = np.maximum(similarity_sums, 0.0)
-    totals = positive.sum(axis=1, keepdims=True)
-    probs = np.divide(
-        positive,
-        totals,
-        out=np.full_like(positive, 1.0 / num_classes),
-        where=totals > 0)
-    return probs.max(axis=1), similarity_sums.argmax(axis=1)
+            similarity_sums = np.empty((chunk.shape[0], num_classes))
+            for c in range(num_classes):
+                similarity_sums[:, c] = _search_exact(
+                    chunk, stored[bounds[c]:bounds[c + 1]], k,
+                    gpu_resources).sum(axis=1, dtype=np.float64)
+            positive = np.maximum(similarity_sums, 0.0)
+            totals = positive.sum(axis=1, keepdims=True)
+            probs = np.divide(
+                positive,
+                totals,
+                out=np.full_like(positive, 1.0 / num_classes),
+                where=totals > 0)
+            scores[rows] = probs.max(axis=1)
+            preds[rows] = similarity_sums.argmax(axis=1)
+    return scores, preds
 
 
 def logit_scores(logits: ArrayLike,
