@@ -145,6 +145,16 @@ def test_openood_fpr95_on_ties_and_aupr_is_not_average_precision():
         'openood_aupr_out'}
     with pytest.raises(ValueError, match='20 known and 0 unknown'):
         openood_metrics(scores[is_known], is_known[is_known])
+    # Without unknown samples compute_osr_metrics warns and gives NaN,
+    # except the accuracies.
+    with pytest.warns(UserWarning, match='0 unknown'):
+        metrics = compute_osr_metrics(
+            scores[:3], np.ones(3, bool), [0, 1, 1], [0, 1, 0],
+            openood_compat=True)
+    assert np.isnan(metrics['openood_fpr95'])
+    assert np.isnan(metrics['fpr95_ood_pos'])
+    assert metrics['openood_acc'] == metrics['accuracy'] == pytest.approx(
+        2 / 3)
 
 
 def make_bank(seed, num=120, dim=6, num_classes=3):
