@@ -128,7 +128,7 @@ class OODDataset:
     @staticmethod
     def _build(dataset, argument: str):
         return _build_dataset(dataset, argument, 'OODDataset',
-                              (BaseDataset, OSRDataset, OODDataset))
+                              (BaseDataset, OSRDataset))
 
     def full_init(self) -> None:
         """Load the datasets and check them."""

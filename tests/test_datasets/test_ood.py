@@ -203,8 +203,8 @@ def test_bad_configurations(png_root, gray_root):
                        'shares'):
         build(digits_known()['dataset'], [('again', digits_known('unknown'))])
     with pytest.raises(TypeError, match="OODDataset `id_dataset` must be "
-                       "one of \\['BaseDataset', 'OSRDataset', 'OODDataset'"
-                       "\\] or its config, but got list"):
+                       "one of \\['BaseDataset', 'OSRDataset'\\] or its "
+                       'config, but got list'):
         build([1, 2], [rgb])
     with pytest.raises(FileNotFoundError) as info:
         build(digits_known(), [('tin', folder('/no/such/folder'))])
