@@ -12,6 +12,7 @@ from ..functional import (
     BANK_SCORES,
     LOGIT_SCORES,
     OSR_SCORES,
+    check_knn_options,
     class_knn_scores,
     compute_osr_metrics,
     knn_scores,
@@ -112,6 +113,17 @@ class OSRMetric(BaseMetric):
             :func:`~gradmix_plugin.evaluation.openood_metrics`).
             Defaults to False.
         chunk_size (int): Queries per faiss search. Defaults to 4096.
+        bank_dtype (str): Storage of the normalised bank while ``knn`` and
+            ``class_knn`` search it: ``'float32'`` or ``'float16'`` (half
+            the memory, exact up to the float16 rounding of the bank).
+            Defaults to ``'float32'``.
+        knn_index (str): Index of ``knn``: ``'flat'`` (exact) or ``'ivf'``
+            (approximate, faiss inverted lists; ``class_knn`` stays exact).
+            Defaults to ``'flat'``.
+        knn_nlist (int): Inverted lists of ``knn_index='ivf'``.
+            Defaults to 1024.
+        knn_nprobe (int): Lists searched per query with
+            ``knn_index='ivf'``. Defaults to 32.
         use_gpu (bool, optional): faiss on the GPU; ``None`` picks the GPU
             when available. Defaults to None.
         collect_device (str): Device for collecting results across ranks,
@@ -139,6 +151,10 @@ class OSRMetric(BaseMetric):
                  mahalanobis_shrinkage: Union[str, float] = 'auto',
                  openood_compat: bool = False,
                  chunk_size: int = 4096,
+                 bank_dtype: str = 'float32',
+                 knn_index: str = 'flat',
+                 knn_nlist: int = 1024,
+                 knn_nprobe: int = 32,
                  use_gpu: Optional[bool] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
@@ -160,6 +176,11 @@ class OSRMetric(BaseMetric):
         self.mahalanobis_shrinkage = mahalanobis_shrinkage
         self.openood_compat = openood_compat
         self.chunk_size = chunk_size
+        check_knn_options(bank_dtype, knn_index, knn_nlist, knn_nprobe)
+        self.bank_dtype = bank_dtype
+        self.knn_index = knn_index
+        self.knn_nlist = knn_nlist
+        self.knn_nprobe = knn_nprobe
         self.use_gpu = use_gpu
         self.bank: Optional[Dict[str, np.ndarray]] = None
         self.bank_labels: Optional[np.ndarray] = None
@@ -267,6 +288,10 @@ class OSRMetric(BaseMetric):
             mahalanobis_shrinkage=self.mahalanobis_shrinkage,
             openood_compat=self.openood_compat,
             chunk_size=self.chunk_size,
+            bank_dtype=self.bank_dtype,
+            knn_index=self.knn_index,
+            knn_nlist=self.knn_nlist,
+            knn_nprobe=self.knn_nprobe,
             use_gpu=self.use_gpu,
             ood_sources=sources if any(sources) else None,
             ood_groups=(self.dataset_meta or {}).get('ood_groups'))
@@ -353,6 +378,10 @@ class OSRMetric(BaseMetric):
                   mahalanobis_shrinkage: Union[str, float] = 'auto',
                   openood_compat: bool = False,
                   chunk_size: int = 4096,
+                  bank_dtype: str = 'float32',
+                  knn_index: str = 'flat',
+                  knn_nlist: int = 1024,
+                  knn_nprobe: int = 32,
                   use_gpu: Optional[bool] = None,
                   ood_sources: Optional[Sequence[Optional[str]]] = None,
                   ood_groups: Optional[Mapping[str, Sequence[str]]] = None
@@ -371,7 +400,8 @@ class OSRMetric(BaseMetric):
                 the bank vectors. Defaults to None.
             scores, feature, class_knn_k, knn_k, num_classes,
                 energy_temperature, mahalanobis_shrinkage, openood_compat,
-                chunk_size, use_gpu: As in :class:`OSRMetric`.
+                chunk_size, bank_dtype, knn_index, knn_nlist, knn_nprobe,
+                use_gpu: As in :class:`OSRMetric`.
             ood_sources (Sequence[str | None], optional): The OOD source of
                 every sample, None (or '') for the known samples. Defaults
                 to None (no per-source metrics).
@@ -413,12 +443,21 @@ class OSRMetric(BaseMetric):
                         int(np.max(_to_numpy(bank_labels))) + 1)
                 class_knn, class_knn_preds = class_knn_scores(
                     query, bank_vectors, bank_labels, num_classes,
-                    class_knn_k, chunk_size, use_gpu)
+                    class_knn_k, chunk_size, use_gpu,
+                    bank_dtype=bank_dtype)
                 if 'class_knn' in scores:
                     computed['class_knn'] = (class_knn, class_knn_preds)
             if 'knn' in scores:
-                knn = knn_scores(query, bank_vectors, knn_k, chunk_size,
-                                 use_gpu)
+                knn = knn_scores(
+                    query,
+                    bank_vectors,
+                    knn_k,
+                    chunk_size,
+                    use_gpu,
+                    bank_dtype=bank_dtype,
+                    index=knn_index,
+                    nlist=knn_nlist,
+                    nprobe=knn_nprobe)
                 computed['knn'] = (knn, logit_preds if logits is not None
                                    else class_knn_preds)
             if 'mahalanobis' in scores:

@@ -1,0 +1,152 @@
+"""Time and peak memory of the kNN scores at ImageNet scale.
+
+A synthetic, clustered bank (``--classes`` class centres plus Gaussian
+noise, like the features of a trained model) and queries (half near the
+known centres, half near new ones) are scored by ``knn_scores`` and
+``class_knn_scores``, each case in a fresh subprocess, which reports its
+wall time and RSS high-water mark (``resource.getrusage``). The reference
+is one exact faiss search of the whole bank (``IndexFlatIP``, k = 50);
+the IVF cases also report their recall of the exact top-k.
+
+Usage::
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/benchmark_knn_scale.py \\
+        --bank 128000 --queries 5000 --out benchmarks/results/knn_128k.json
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/benchmark_knn_scale.py \\
+        --bank 1281167 --queries 50000 --cases faiss knn_fp32
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+#: Every case: (kind, bank_dtype, extra options).
+CASES = {
+    'faiss': ('faiss', 'float32', {}),
+    'knn_fp32': ('knn', 'float32', {}),
+    'knn_fp16': ('knn', 'float16', {}),
+    'class_knn_fp32': ('class_knn', 'float32', {}),
+    'class_knn_fp16': ('class_knn', 'float16', {}),
+    'ivf_fp32': ('ivf', 'float32', {}),
+    'ivf_fp16': ('ivf', 'float16', {}),
+}
+KNN_K = 50
+CLASS_KNN_K = 3
+
+
+def synthetic(num_bank, num_queries, dim, num_classes, seed=0):
+    """Clustered float32 bank, its labels and queries (half unknown)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((2 * num_classes, dim), dtype=np.float32)
+    labels = rng.integers(0, num_classes, num_bank)
+    labels[:num_classes] = np.arange(num_classes)
+    bank = centers[labels]
+    bank += rng.standard_normal(bank.shape, dtype=np.float32)
+    query_centers = rng.integers(0, 2 * num_classes, num_queries)
+    query = centers[query_centers]
+    query += rng.standard_normal(query.shape, dtype=np.float32)
+    return bank, labels, query
+
+
+def max_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def run_case(args, name):
+    """Run one case in this process and return its measurements."""
+    import faiss
+
+    from gradmix_plugin.evaluation.functional import (
+        _ivf_index,
+        class_knn_scores,
+        knn_scores,
+        l2_normalize,
+    )
+    kind, bank_dtype, _ = CASES[name]
+    bank, labels, query = synthetic(args.bank, args.queries, args.dim,
+                                    args.classes)
+    before = current_rss_mib()
+    result = dict(case=name, bank=args.bank, queries=args.queries,
+                  dim=args.dim, classes=args.classes, bank_dtype=bank_dtype,
+                  threads=faiss.omp_get_max_threads())
+    start = time.perf_counter()
+    if kind == 'faiss':
+        index = faiss.IndexFlatIP(args.dim)
+        index.add(l2_normalize(bank))
+        index.search(l2_normalize(query), KNN_K)
+    elif kind == 'knn':
+        knn_scores(query, bank, KNN_K, use_gpu=False, bank_dtype=bank_dtype)
+    elif kind == 'class_knn':
+        class_knn_scores(query, bank, labels, args.classes, CLASS_KNN_K,
+                         use_gpu=False, bank_dtype=bank_dtype)
+    else:
+        knn_scores(query, bank, KNN_K, use_gpu=False, bank_dtype=bank_dtype,
+                   index='ivf', nlist=args.nlist, nprobe=args.nprobe)
+    result['seconds'] = time.perf_counter() - start
+    result['peak_rss_mib'] = max_rss_mib()
+    result['rss_before_mib'] = before
+    result['inputs_mib'] = (bank.nbytes + query.nbytes) / 2**20
+    if kind == 'ivf':
+        # Recall of the exact top-k on a sample of the queries.
+        sample = l2_normalize(query[:args.recall_queries])
+        index = _ivf_index(bank, bank_dtype, args.nlist, args.nprobe, 1e-12,
+                           None)
+        approx_sims, approx_ids = index.search(sample, KNN_K)
+        exact_sims, exact_ids = faiss.knn(sample, l2_normalize(bank), KNN_K,
+                                          faiss.METRIC_INNER_PRODUCT)
+        result['nlist'], result['nprobe'] = args.nlist, args.nprobe
+        result['recall_at_k'] = float(
+            np.mean([
+                np.isin(e, a).mean()
+                for e, a in zip(exact_ids, approx_ids)
+            ]))
+        result['kth_similarity_max_error'] = float(
+            np.abs(approx_sims[:, -1] - exact_sims[:, -1]).max())
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--bank', type=int, default=128_000)
+    parser.add_argument('--queries', type=int, default=5_000)
+    parser.add_argument('--dim', type=int, default=128)
+    parser.add_argument('--classes', type=int, default=1000)
+    parser.add_argument('--nlist', type=int, default=1024)
+    parser.add_argument('--nprobe', type=int, default=32)
+    parser.add_argument('--recall-queries', type=int, default=1000)
+    parser.add_argument('--cases', nargs='+', default=list(CASES),
+                        choices=list(CASES))
+    parser.add_argument('--out', help='JSON file of the results')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_case(args, args.worker)))
+        return
+    results = []
+    for name in args.cases:
+        command = [sys.executable, __file__, '--worker', name] + [
+            f'--{key.replace("_", "-")}={getattr(args, key)}'
+            for key in ('bank', 'queries', 'dim', 'classes', 'nlist',
+                        'nprobe', 'recall_queries')
+        ]
+        output = subprocess.run(
+            command, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(output.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+        if args.out:
+            with open(args.out, 'w') as f:
+                json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
