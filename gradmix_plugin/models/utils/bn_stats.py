@@ -29,7 +29,8 @@ def repeat_running_stats_update(model: nn.Module) -> Iterator[None]:
     average of ``momentum=None``, and for ``SyncBatchNorm`` in a
     distributed run the statistics gathered from all ranks (one more
     collective per layer, as a second forward would have). Layers in eval
-    mode or without running statistics are left alone. Each layer's
+    mode or without running statistics are left alone, and so are layers
+    that are no ``_BatchNorm`` (mmcv's ``MMSyncBN``). Each layer's
     buffers only depend on its own calls, so the replay right after the
     call gives the buffers of two complete forwards.
 
