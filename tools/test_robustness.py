@@ -675,8 +675,9 @@ def main() -> None:
     plot_heatmap(
         osp.join(cfg.work_dir, HEATMAP_FILE), results, metrics,
         args.corruptions, args.severities,
-        f'{osp.basename(args.config)}: {source}, {data.num_samples} known '
-        'test samples')
+        f'{osp.basename(args.config)}, '
+        f'{osp.join(*args.checkpoint.split(osp.sep)[-2:])}: {source}, '
+        f'{data.num_samples} known test samples')
     for m in metrics:
         _log(format_table(results, m, args.corruptions, args.severities))
     _log(f'wrote {results_file}, {CSV_FILE} and {HEATMAP_FILE}')
