@@ -159,6 +159,7 @@ def test_corrupted_checkpoint(tmp_path, png_root, damage):
                  str(tmp_path / 'work'))
     # The same for `--resume` of a run whose last checkpoint is damaged.
     work_dir = tmp_path / 'work'
+    os.makedirs(work_dir, exist_ok=True)  # the refused test made nothing
     with open(work_dir / 'last_checkpoint', 'w') as file:
         file.write(path)
     with pytest.raises(RuntimeError, match=match):
