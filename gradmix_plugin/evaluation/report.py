@@ -220,10 +220,15 @@ def _unknown_subsets(per_sample: Dict[str, np.ndarray],
 
 def _plot_panels(panels: Dict[str, List[Tuple[str, str, np.ndarray]]],
                  curve: Callable[[str, np.ndarray], Tuple[np.ndarray, ...]],
-                 axes_labels: Dict[str, str], path: str,
-                 diagonal: bool = False) -> str:
+                 axes_labels: Dict[str, str], area_name: str,
+                 diagonal: bool = False):
     """One panel per entry of ``panels``, one line per ``(label, score,
-    rows)`` in it, at ``curve(score, rows)``; saved to ``path``."""
+    rows)`` in it, at ``curve(score, rows)``, its area under the curve (in
+    percent, as ``area_name``) in the legend.
+
+    Returns:
+        matplotlib.figure.Figure: The figure.
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5 * len(panels), 5))
@@ -231,13 +236,13 @@ def _plot_panels(panels: Dict[str, List[Tuple[str, str, np.ndarray]]],
             np.atleast_1d(fig.subplots(1, len(panels))), panels.items()):
         for label, name, rows in lines:
             x, y = curve(name, rows)[:2]
-            ax.plot(x, y, label=label)
+            area = 100 * np.trapezoid(y, x)
+            ax.plot(x, y, label=f'{label} ({area_name} {area:.2f})')
         if diagonal:
             ax.plot([0, 1], [0, 1], color='grey', linestyle=':')
         ax.set(title=title, **axes_labels)
         ax.legend(loc='lower right')
-    fig.savefig(path, dpi=120, bbox_inches='tight')
-    return path
+    return fig
 
 
 def plot_osr_curves(per_sample: Dict[str, np.ndarray],
@@ -289,13 +294,15 @@ def plot_osr_curves(per_sample: Dict[str, np.ndarray],
         return oscr_curve(per_sample[f'score_{name}'][rows], is_known[rows],
                           correct[rows])
 
-    paths = [
-        _plot_panels(
-            panels, roc,
-            dict(xlabel='FPR (unknown accepted)',
-                 ylabel='TPR (known accepted), known = positive'),
-            osp.join(show_dir, 'roc.png'), diagonal=True)
-    ]
+    figures = dict(
+        roc=_plot_panels(
+            panels,
+            roc,
+            dict(
+                xlabel='FPR (unknown accepted)',
+                ylabel='TPR (known accepted), known = positive'),
+            'AUROC',
+            diagonal=True))
 
     fig = Figure(figsize=(4 * len(names), 3.5))
     groups = [('known', is_known)] + (
@@ -306,17 +313,19 @@ def plot_osr_curves(per_sample: Dict[str, np.ndarray],
         for label, rows in groups:
             ax.hist(values[rows], bins=bins, alpha=0.5, density=True,
                     label=label)
-        ax.set(title=name, xlabel='score')
+        ax.set(title=name, xlabel='score (higher = more known)',
+               ylabel='density')
         ax.legend()
-    paths.append(osp.join(show_dir, 'score_hist.png'))
-    fig.savefig(paths[-1], dpi=120, bbox_inches='tight')
-
-    paths.append(
-        _plot_panels(
-            panels, oscr,
-            dict(xlabel='FPR (unknown accepted)',
-                 ylabel='CCR (known accepted and correct)'),
-            osp.join(show_dir, 'oscr.png')))
+    figures['score_hist'] = fig
+    figures['oscr'] = _plot_panels(
+        panels, oscr,
+        dict(
+            xlabel='FPR (unknown accepted)',
+            ylabel='CCR (known accepted and correct)'), 'OSCR')
+    paths = []
+    for name in ('roc', 'score_hist', 'oscr'):
+        paths.append(osp.join(show_dir, f'{name}.png'))
+        figures[name].savefig(paths[-1], dpi=120, bbox_inches='tight')
     return paths
 
 

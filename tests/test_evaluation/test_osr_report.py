@@ -165,3 +165,31 @@ def test_summarize_osr_tool(tmp_path, capsys):
     assert rows['osr/accuracy']['n'] == '3'
     with pytest.raises(FileNotFoundError, match='no osr_metrics.json'):
         tool.main([str(tmp_path / 'missing')])
+
+
+def test_plot_legends_carry_auroc_and_oscr(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+    figures = {}
+    save = Figure.savefig
+
+    def recording_savefig(fig, path, *args, **kwargs):
+        figures[osp.basename(path)] = fig
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, 'savefig', recording_savefig)
+    metrics, per_sample = fake_evaluation()
+    plot_osr_curves(per_sample, str(tmp_path))
+
+    def legend(name):
+        return [t.get_text() for t in
+                figures[name].axes[0].get_legend().get_texts()]
+
+    assert legend('roc.png') == [
+        f"{s} (AUROC {metrics[f'osr/{s}/auroc']:.2f})" for s in ('msp', 'mls')
+    ]
+    assert legend('oscr.png') == [
+        f"{s} (OSCR {metrics[f'osr/{s}/oscr']:.2f})" for s in ('msp', 'mls')
+    ]
+    for ax in figures['score_hist.png'].axes:
+        assert ax.get_xlabel() == 'score (higher = more known)'
+        assert ax.get_ylabel() == 'density'
