@@ -456,3 +456,49 @@ def test_bad_bn_stats_and_memory():
         build_model(bn_stats='twice')
     with pytest.raises(ValueError, match="'low'.*'default', 'lean'"):
         build_model(memory='low')
+
+
+def supcontrast_style_mix(features, features_positive, tau=0.05, base=0.07):
+    """SimCLR_mix in the arithmetic of SupContrast-style code: the positive
+    logits (from ``features_positive``) and the denominator logits (from
+    ``features``) each shifted by their own detached row maximum. The
+    inputs are L2-normalised first, as the reference's network does."""
+    num_samples = features.shape[0]
+    normalize = torch.nn.functional.normalize
+    contrast = normalize(torch.cat(features.unbind(1)), dim=-1)
+    positive = normalize(torch.cat(features_positive.unbind(1)), dim=-1)
+    logits = contrast @ contrast.T / tau
+    logits = logits - logits.max(1, keepdim=True)[0].detach()
+    positive_logits = contrast @ positive.T / tau
+    positive_logits = positive_logits - positive_logits.max(
+        1, keepdim=True)[0].detach()
+    not_self = 1 - torch.eye(2 * num_samples)
+    positive_mask = torch.eye(num_samples).repeat(2, 2) * not_self
+    log_prob = positive_logits - torch.log(
+        (logits.exp() * not_self).sum(1, keepdim=True))
+    return -(tau / base) * (
+        (positive_mask * log_prob).sum(1) / positive_mask.sum(1)).mean()
+
+
+def test_logged_mix_term_differs_from_supcontrast_by_a_detached_offset():
+    """The documented offset of the reference's logged SimCLR_mix."""
+    generator = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.normalize(
+        torch.randn(6, 2, 16, generator=generator), dim=-1).requires_grad_()
+    z_masked = (z.detach() + 0.3 * torch.randn(
+        6, 2, 16, generator=generator)).requires_grad_()
+    plugin = SupConLoss(0.05, 0.07)(z, features_positive=z_masked)
+    reference = supcontrast_style_mix(z, z_masked)
+    with torch.no_grad():
+        contrast = torch.cat(z.unbind(1))
+        row_max = (contrast @ contrast.T).max(1)[0] / 0.05
+        positive = torch.nn.functional.normalize(
+            torch.cat(z_masked.unbind(1)), dim=-1)
+        positive_max = (contrast @ positive.T).max(1)[0] / 0.05
+        offset = 0.05 / 0.07 * (row_max - positive_max).mean()
+    assert offset > 0.1  # the reference's curve sits below
+    torch.testing.assert_close(reference, plugin - offset)
+    grads = torch.autograd.grad(plugin, (z, z_masked))
+    reference_grads = torch.autograd.grad(reference, (z, z_masked))
+    for grad, expected in zip(grads, reference_grads):
+        torch.testing.assert_close(grad, expected)
