@@ -9,6 +9,7 @@ from backbone_helpers import FAMILIES, NUM_CLASSES, ce_model, contrastive_model
 from mmengine.optim import OptimWrapper
 from mmpretrain.structures import DataSample
 
+from gradmix_plugin.attribution import AttributionLayerError
 from gradmix_plugin.engine.hooks import LayerCAMHook
 from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
 
@@ -87,3 +88,12 @@ def test_contrastive_gradmix_step(family, autocast):
     sum(value for key, value in losses.items() if 'loss' in key).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_hook_refuses_a_tuple_layer_before_training():
+    model = ce_model('swin', layers=['backbone.stages.3'])
+    runner = SimpleNamespace(model=model, logger=MagicMock())
+    with pytest.raises(AttributionLayerError,
+                       match=r"'backbone.stages.3' \(SwinBlockSequence\) "
+                       r'returned tuple.*backbone.stages.3.blocks'):
+        LayerCAMHook().before_train(runner)
