@@ -174,7 +174,13 @@ def layercam_maps(activations: Sequence[Tensor],
     device_type = activations[0].device.type
     with torch.no_grad(), torch.autocast(device_type, enabled=False):
         for index, (act, grad) in enumerate(zip(activations, grads)):
-            if act.dim() != 4 or act.shape != grad.shape:
+            if act.dim() != 4:
+                raise ValueError(
+                    f'layer {index}: activations {tuple(act.shape)} are not '
+                    'a (B, C, h, w) map; record them with LayerCAM.capture, '
+                    'which turns (B, N, C) tokens and (B, h, w, C) maps into '
+                    '(B, C, h, w) maps')
+            if act.shape != grad.shape:
                 raise ValueError(
                     f'layer {index}: activations {tuple(act.shape)} and '
                     f'gradients {tuple(grad.shape)} must be equal '

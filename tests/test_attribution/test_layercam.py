@@ -105,6 +105,11 @@ def test_layercam_maps_bad_input():
     with pytest.raises(ValueError, match=r'\(1, 2, 2, 2\)'):
         layercam_maps([torch.rand(1, 2, 2, 2)], [torch.rand(1, 2, 3, 3)],
                       (4, 4))
+    tokens = torch.rand(2, 65, 8)
+    with pytest.raises(ValueError,
+                       match=r'\(2, 65, 8\) are not a \(B, C, h, w\) map.*'
+                       'LayerCAM.capture'):
+        layercam_maps([tokens], [tokens], (4, 4))
 
 
 def test_no_parameter_gradient_no_bn_update_flags_restored(build_classifier):
