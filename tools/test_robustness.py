@@ -293,9 +293,8 @@ class TestData:
         if osp.isfile(info_file):
             with open(info_file) as file:
                 recorded = json.load(file)
-            if recorded != info:
-                differ = sorted(k for k in set(info) | set(recorded)
-                                if info.get(k) != recorded.get(k))
+            differ = _differing_keys(recorded, info)
+            if differ:
                 raise ValueError(
                     f'--cache-dir {cache_dir!r} was written from other test '
                     f'data or settings (differing: {", ".join(differ)}); '
@@ -334,6 +333,23 @@ class TestData:
                 images.append(image)
                 labels.append(self.known_class_ids[int(sample.gt_label)])
         return np.stack(images).astype(np.uint8), np.array(labels, np.int64)
+
+
+def _differing_keys(recorded: dict, current: dict) -> List[str]:
+    """Keys whose values differ; of nested dicts (the data provenance,
+    whose entries may grow with the plugin), only the common keys count."""
+    differ = []
+    for key in sorted(set(recorded) | set(current)):
+        old, new = recorded.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differ += [
+                f'{key}.{k}' for k in _differing_keys(
+                    {k: old[k] for k in old if k in new},
+                    {k: new[k] for k in new if k in old})
+            ]
+        elif old != new:
+            differ.append(key)
+    return differ
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:

@@ -205,3 +205,18 @@ def test_c_root_reads_cifar_c_files(tmp_path, monkeypatch, runs):
     with pytest.raises(ValueError, match='another test set'):
         run_tool(monkeypatch, runs['ckpt'], tmp_path / 'wd2', '--c-root',
                  str(tmp_path))
+
+
+def test_refuses_a_cache_of_other_settings(runs, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match='differing: corruption_seed'):
+        run_tool(monkeypatch, runs['ckpt'], tmp_path / 'wd', '--cache-dir',
+                 str(runs['root'] / 'cache'), '--seed', '1')
+
+
+def test_cache_check_ignores_provenance_entries_added_later():
+    recorded = dict(num_samples=3, data=dict(split=0))
+    assert TOOL._differing_keys(
+        recorded, dict(num_samples=3, data=dict(split=0, new=None))) == []
+    assert TOOL._differing_keys(
+        recorded, dict(num_samples=4, data=dict(split=1))) == [
+            'data.split', 'num_samples']
