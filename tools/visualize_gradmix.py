@@ -25,7 +25,11 @@ from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
 import gradmix_plugin  # noqa: F401  (registers the components)
-from gradmix_plugin.attribution import LayerCAM, layercam_maps
+from gradmix_plugin.attribution import (
+    LayerCAM,
+    layercam_maps,
+    parse_attribution_layers,
+)
 from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
 from gradmix_plugin.models.batch_augments import GradMix
 from gradmix_plugin.utils import merge_options
@@ -214,8 +218,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     augmented, lambda_eff, boxes = gradmix.mask(inputs, summed)
 
     preprocessor = model.data_preprocessor
-    plot_grid(args.out, to_display(inputs, preprocessor),
-              gradmix.attribution_layers, [m.cpu() for m in per_layer],
+    layer_names = [
+        layer.name for layer in parse_attribution_layers(
+            gradmix.attribution_layers)
+    ]
+    plot_grid(args.out, to_display(inputs, preprocessor), layer_names,
+              [m.cpu() for m in per_layer],
               summed.cpu(), boxes.cpu(), to_display(augmented, preprocessor),
               lambda_eff)
     print(f'wrote {args.out}')
