@@ -6,9 +6,12 @@ known centres, half near new ones) are scored by ``knn_scores`` and
 ``class_knn_scores``, each case in a fresh subprocess, which reports its
 wall time and RSS high-water mark (``resource.getrusage``). The reference
 is one exact faiss search of the whole bank (``IndexFlatIP``, k = 50);
-the IVF cases also report their recall of the exact top-k.
+with ``--paired-reference`` every case also times that search right after
+its own run, in the same process, so that the ratio is not skewed by the
+load of a shared machine. The IVF cases also report their recall of the
+exact top-k.
 
-Usage::
+Usage (``--quick``: tiny sizes, seconds, for smoke tests only)::
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/benchmark_knn_scale.py \\
         --bank 128000 --queries 5000 --out benchmarks/results/knn_128k.json
@@ -24,6 +27,8 @@ import sys
 import time
 
 import numpy as np
+import torch
+from benchmark_utils import machine_info, markdown_table, write_json
 
 #: Every case: (kind, bank_dtype, extra options).
 CASES = {
@@ -96,6 +101,14 @@ def run_case(args, name):
     result['peak_rss_mib'] = max_rss_mib()
     result['rss_before_mib'] = before
     result['inputs_mib'] = (bank.nbytes + query.nbytes) / 2**20
+    if args.paired_reference:
+        start = time.perf_counter()
+        index = faiss.IndexFlatIP(args.dim)
+        index.add(l2_normalize(bank))
+        index.search(l2_normalize(query), KNN_K)
+        result['reference_seconds'] = time.perf_counter() - start
+        result['ratio_to_reference'] = (
+            result['seconds'] / result['reference_seconds'])
     if kind == 'ivf':
         # Recall of the exact top-k on a sample of the queries.
         sample = l2_normalize(query[:args.recall_queries])
@@ -126,26 +139,38 @@ def main():
     parser.add_argument('--recall-queries', type=int, default=1000)
     parser.add_argument('--cases', nargs='+', default=list(CASES),
                         choices=list(CASES))
+    parser.add_argument('--paired-reference', action='store_true')
+    parser.add_argument('--quick', action='store_true')
     parser.add_argument('--out', help='JSON file of the results')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(run_case(args, args.worker)))
         return
-    results = []
+    if args.quick:
+        args.bank, args.queries, args.classes = 5000, 200, 50
+        args.nlist, args.nprobe, args.recall_queries = 32, 4, 200
+    output = dict(machine=machine_info(torch.device('cpu')), results=[])
     for name in args.cases:
         command = [sys.executable, __file__, '--worker', name] + [
             f'--{key.replace("_", "-")}={getattr(args, key)}'
             for key in ('bank', 'queries', 'dim', 'classes', 'nlist',
                         'nprobe', 'recall_queries')
-        ]
-        output = subprocess.run(
+        ] + (['--paired-reference'] if args.paired_reference else [])
+        lines = subprocess.run(
             command, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(output.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), flush=True)
-        if args.out:
-            with open(args.out, 'w') as f:
-                json.dump(results, f, indent=2)
+        output['results'].append(json.loads(lines.strip().splitlines()[-1]))
+        print(json.dumps(output['results'][-1]), flush=True)
+        write_json(output, args.out)
+    print(markdown_table(
+        ('case', 'bank x queries', 's', 'x reference', 'peak RSS MiB',
+         'above start MiB', 'recall@50'),
+        [(r['case'], f"{r['bank']} x {r['queries']}", f"{r['seconds']:.1f}",
+          f"{r['ratio_to_reference']:.2f}" if 'ratio_to_reference' in r
+          else '', f"{r['peak_rss_mib']:.0f}",
+          f"{r['peak_rss_mib'] - r['rss_before_mib']:.0f}",
+          f"{r['recall_at_k']:.3f}" if 'recall_at_k' in r else '')
+         for r in output['results']]))
 
 
 if __name__ == '__main__':
