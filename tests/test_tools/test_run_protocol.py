@@ -268,3 +268,29 @@ def test_gpu_slots_follow_cuda_visible_devices(monkeypatch):
     with pytest.raises(run_protocol.ProtocolError,
                        match='--gpus 3, but CUDA_VISIBLE_DEVICES=3,5 lists 2'):
         run_protocol.gpu_slots(3)
+
+
+def test_slurm_job_still_queued_is_not_submitted_again(
+        tmp_path, monkeypatch, capsys):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    calls = tmp_path / 'calls.txt'
+    write_fake_slurm(bin_dir, calls)
+    squeue = bin_dir / 'squeue'
+    squeue.write_text('#!/usr/bin/env bash\n'
+                      '[[ "$*" == *--jobs=77* ]] && echo PENDING\n'
+                      'exit 0\n')
+    squeue.chmod(squeue.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+    work_root = tmp_path / 'root'
+    for split, job_id in ((0, '77'), (1, '78')):
+        run_protocol.ProtocolRun(str(work_root / NAME), split, 0).update_state(
+            status='submitted', job_id=job_id)
+    assert protocol(work_root, '--launcher', 'slurm', '--partition', 'p',
+                    '--dry-run') == 0
+    out = capsys.readouterr().out
+    # Job 77 is queued; job 78 is gone (finished or cancelled): resubmitted.
+    assert 'split 0 seed 0: job 77 still queued or running' in out
+    assert out.count('sbatch --parsable') == 1
+    assert '--job-name=gradmix_resnet18_digits_split1_seed0' in out
+    assert not calls.exists()
