@@ -654,6 +654,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     todo = [run for run in runs if not run.is_done()]
     print(f'{config_name}: {len(runs)} runs, {len(runs) - len(todo)} done, '
           f'{len(todo)} to run in {root}')
+    in_flight = []
     if args.launcher == 'slurm':
         in_flight = [
             run for run in todo
@@ -677,10 +678,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with locked(root):
         with open(osp.join(root, RECORD_FILENAME), 'w') as f:
             json.dump(record, f, indent=2)
-        if args.launcher == 'slurm':
+        if args.launcher == 'slurm' and (todo or in_flight):
             submit(todo, args, config_name)
-            print('submitted; run the same command with --summarize-only '
-                  'once the jobs are done')
+            print('run the same command with --summarize-only once the '
+                  'jobs are done')
             return 0
         if not run_all(todo, args):
             print('interrupted: run the same command again to resume')
