@@ -2,6 +2,7 @@
 in-process, with a tiny random-weight model and a few test samples."""
 import csv
 import importlib.util
+import itertools
 import json
 import os.path as osp
 import sys
@@ -28,6 +29,7 @@ TINY = {
 }
 CELLS = ['--corruptions', 'fog', 'gaussian_noise', '--severities', '1', '4']
 NUM_SAMPLES = 12
+RUN_IDS = itertools.count()
 
 
 def load_tool():
@@ -51,6 +53,9 @@ def make_checkpoint(path, seed, options=TINY):
 
 
 def run_tool(monkeypatch, checkpoint, work_dir, *extra, options=TINY):
+    # One Runner per call in this process: a name of its own for its
+    # logger and visualizer (mmengine names them by the second otherwise).
+    options = dict(options, experiment_name=f'robustness_{next(RUN_IDS)}')
     argv = [
         'test_robustness.py', CONFIG, checkpoint, *CELLS, '--max-samples',
         str(NUM_SAMPLES), '--work-dir',
