@@ -14,25 +14,17 @@ Examples:
 """
 import argparse
 
-import torch
 from mmengine.config import Config
 from mmengine.dist import is_main_process
-from mmengine.model import is_model_wrapper
-from mmengine.runner import CheckpointLoader
 
 from gradmix_plugin.evaluation import OSRMetric, write_osr_report
 from gradmix_plugin.utils import (
     add_runner_args,
-    build_runner,
-    check_checkpoint_fits,
-    check_osr_evaluator,
-    check_provenance,
+    build_test_runner,
     collect_provenance,
-    dataset_provenance,
     distributed_teardown,
     parse_runner_args,
-    prepare_config,
-    recorded_provenance,
+    prepare_test_config,
 )
 
 
@@ -61,33 +53,16 @@ def parse_args() -> argparse.Namespace:
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge the command line into the config."""
-    cfg.load_from = args.checkpoint
-    cfg.resume = False
     if args.amp:
         cfg.test_cfg.fp16 = True
-    cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
-    if args.no_pin_memory:
-        cfg.test_dataloader.pin_memory = False
-    return prepare_config(cfg, args.config, args.work_dir, args.launcher,
-                          args.cfg_options)
+    return prepare_test_config(cfg, args)
 
 
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    check_osr_evaluator(cfg.get('test_evaluator'), 'test_evaluator')
-    checkpoint = CheckpointLoader.load_checkpoint(args.checkpoint, 'cpu')
-    check_provenance(
-        recorded_provenance(checkpoint),
-        dataset_provenance(cfg, 'test_dataloader'), args.checkpoint,
-        args.allow_mismatch)
     with distributed_teardown():
-        runner = build_runner(cfg)
-        # mmengine only warns when the checkpoint does not fit the model.
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
-        check_checkpoint_fits(model, args.checkpoint, checkpoint)
-        del checkpoint
+        runner = build_test_runner(cfg, args.checkpoint, args.allow_mismatch)
         metrics = runner.test()
         if is_main_process():
             osr_metric = next(m for m in runner.test_evaluator.metrics

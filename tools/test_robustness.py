@@ -48,7 +48,6 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import ProgressBar
 from mmpretrain.registry import DATASETS
 from torch.utils.data import Subset
@@ -64,15 +63,11 @@ from gradmix_plugin.engine.hooks import OSRBankHook
 from gradmix_plugin.evaluation import OSRMetric
 from gradmix_plugin.utils import (
     add_runner_args,
-    build_runner,
-    check_checkpoint_fits,
-    check_osr_evaluator,
-    check_provenance,
+    build_test_runner,
     collect_provenance,
     dataset_provenance,
     parse_runner_args,
-    prepare_config,
-    recorded_provenance,
+    prepare_test_config,
 )
 
 RESULTS_FILE = 'robustness.json'
@@ -573,31 +568,12 @@ def plot_heatmap(path: str, results: dict, metrics: Sequence[str],
     plt.close(fig)
 
 
-def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """Merge the command line into the config."""
-    cfg.load_from = args.checkpoint
-    cfg.resume = False
-    cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
-    if args.no_pin_memory:
-        cfg.test_dataloader.pin_memory = False
-    return prepare_config(cfg, args.config, args.work_dir, args.launcher,
-                          args.cfg_options)
-
-
 def main() -> None:
     args = parse_args()
-    cfg = merge_args(Config.fromfile(args.config), args)
-    check_osr_evaluator(cfg.get('test_evaluator'), 'test_evaluator')
-    checkpoint = CheckpointLoader.load_checkpoint(args.checkpoint, 'cpu')
-    check_provenance(
-        recorded_provenance(checkpoint),
-        dataset_provenance(cfg, 'test_dataloader'), args.checkpoint,
-        args.allow_mismatch)
-    runner = build_runner(cfg)
+    cfg = prepare_test_config(Config.fromfile(args.config), args)
+    runner = build_test_runner(cfg, args.checkpoint, args.allow_mismatch)
     model = runner.model.module if is_model_wrapper(runner.model) \
         else runner.model
-    check_checkpoint_fits(model, args.checkpoint, checkpoint)
-    del checkpoint
 
     provenance = collect_provenance(cfg, 'test_dataloader', args.checkpoint)
     data = TestData(cfg, args.max_samples, args.seed)

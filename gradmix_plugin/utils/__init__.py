@@ -25,9 +25,11 @@ from .setup_env import (
     add_custom_hook,
     add_runner_args,
     build_runner,
+    build_test_runner,
     distributed_teardown,
     parse_runner_args,
     prepare_config,
+    prepare_test_config,
     setup_distributed,
 )
 from .worker_seed import resumable_worker_init_fn
@@ -36,11 +38,12 @@ register_checkpoint_loader()
 
 __all__ = [
     'ConfigConflictError', 'ProvenanceMismatchError', 'UnsafeCheckpointError',
-    'add_custom_hook', 'add_runner_args', 'build_runner',
+    'add_custom_hook', 'add_runner_args', 'build_runner', 'build_test_runner',
     'check_checkpoint_fits', 'check_osr_evaluator', 'check_provenance',
     'collect_provenance', 'dataset_provenance', 'distributed_teardown',
     'file_sha256', 'iter_dicts', 'library_versions', 'load_from_local_safely',
     'merge_data_preprocessor', 'merge_options', 'parse_runner_args',
-    'prepare_config', 'recorded_provenance', 'register_checkpoint_loader',
-    'register_safe_globals', 'resumable_worker_init_fn', 'setup_distributed'
+    'prepare_config', 'prepare_test_config', 'recorded_provenance',
+    'register_checkpoint_loader', 'register_safe_globals',
+    'resumable_worker_init_fn', 'setup_distributed'
 ]

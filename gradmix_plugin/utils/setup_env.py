@@ -10,10 +10,17 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import CheckpointLoader, Runner
 
-from .config_rules import iter_dicts, merge_options
+from .checkpoint import check_checkpoint_fits
+from .config_rules import check_osr_evaluator, iter_dicts, merge_options
+from .provenance import (
+    check_provenance,
+    dataset_provenance,
+    recorded_provenance,
+)
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
@@ -203,3 +210,60 @@ def distributed_teardown() -> Iterator[None]:
         raise
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+
+
+def prepare_test_config(cfg: Config, args: argparse.Namespace) -> Config:
+    """The config of a tool that tests ``args.checkpoint``.
+
+    Loads the checkpoint without resuming, pins memory only with CUDA (and
+    never with ``--no-pin-memory``) and applies :func:`prepare_config`.
+
+    Args:
+        cfg (Config): The config as parsed from ``args.config``.
+        args (argparse.Namespace): With ``config``, ``checkpoint``,
+            ``work_dir``, ``launcher``, ``cfg_options`` and
+            ``no_pin_memory`` (see :func:`add_runner_args`).
+
+    Returns:
+        Config: The same config, updated in place.
+    """
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
+    if args.no_pin_memory:
+        cfg.test_dataloader.pin_memory = False
+    return prepare_config(cfg, args.config, args.work_dir, args.launcher,
+                          args.cfg_options)
+
+
+def build_test_runner(cfg: Config,
+                      checkpoint: str,
+                      allow_mismatch: bool = False) -> Runner:
+    """Check everything that can be checked, then build the test Runner.
+
+    Before anything is built: the test evaluator has an ``OSRMetric`` and
+    the checkpoint records the protocol, split, classes and dataset of the
+    config's test set (:func:`check_provenance`). After the Runner is
+    built: the checkpoint fits the model exactly
+    (:func:`check_checkpoint_fits`; mmengine itself only warns).
+
+    Args:
+        cfg (Config): A config prepared by :func:`prepare_test_config`.
+        checkpoint (str): The checkpoint to test.
+        allow_mismatch (bool): Warn instead of refusing a checkpoint
+            trained on other data. Defaults to False.
+
+    Returns:
+        Runner: The Runner, ready for ``runner.test()``.
+    """
+    check_osr_evaluator(cfg.get('test_evaluator'), 'test_evaluator')
+    loaded = CheckpointLoader.load_checkpoint(checkpoint, 'cpu')
+    check_provenance(
+        recorded_provenance(loaded),
+        dataset_provenance(cfg, 'test_dataloader'), checkpoint,
+        allow_mismatch)
+    runner = build_runner(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) \
+        else runner.model
+    check_checkpoint_fits(model, checkpoint, loaded)
+    return runner
