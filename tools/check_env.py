@@ -17,7 +17,6 @@ number of failed checks.
 import argparse
 import contextlib
 import os
-import socket
 import sys
 import traceback
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -32,7 +31,7 @@ from mmpretrain.structures import DataSample
 import gradmix_plugin  # noqa: F401  (registers the plugin)
 from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
 from gradmix_plugin.evaluation import faiss_gpu_available, knn_scores
-from gradmix_plugin.utils import library_versions
+from gradmix_plugin.utils import free_port, library_versions
 
 BACKBONE = dict(
     type='ResNet_CIFAR', depth=18, stem_channels=8, base_channels=8)
@@ -163,12 +162,6 @@ def faiss_search(device: torch.device) -> str:
     if not np.allclose(scores, expected, atol=1e-4):
         raise RuntimeError('faiss kNN scores differ from numpy')
     return f'{"GPU" if use_gpu else "CPU"} faiss, matches numpy'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def distributed(device: torch.device) -> str:

@@ -2,6 +2,7 @@
 import argparse
 import os
 import os.path as osp
+import socket
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator, Optional
@@ -127,6 +128,21 @@ def add_custom_hook(cfg: Config, hook_type: str, **kwargs) -> None:
     if not any(h.get('type') == hook_type for h in hooks):
         hooks.append(dict(type=hook_type, **kwargs))
     cfg.custom_hooks = hooks
+
+
+def free_port(host: str = '127.0.0.1') -> int:
+    """A TCP port that is free now (the system's pick), for a process
+    group's rendezvous.
+
+    Args:
+        host (str): The interface. Defaults to ``'127.0.0.1'``.
+
+    Returns:
+        int: The port.
+    """
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def build_runner(cfg: Config) -> Runner:

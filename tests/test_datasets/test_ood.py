@@ -1,7 +1,6 @@
 import os
 import os.path as osp
 import pickle
-import socket
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from PIL import Image
 
 from gradmix_plugin.datasets import UNKNOWN_LABEL
 from gradmix_plugin.evaluation import OSRMetric
+from gradmix_plugin.utils import free_port
 
 # The OOD pipeline of the configs: 3 channels, resized to the ID size.
 OOD_PIPELINE = [
@@ -156,11 +156,8 @@ def test_two_gloo_ranks_keep_every_source(png_root, gray_root, tmp_path):
     metrics = evaluate_sharded(png_root, gray_root)
     assert 'osr/ood_mnist/mls/auroc' in metrics
     assert 'osr/group_far/msp/fpr95_ood_pos' in metrics
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     mp.spawn(sharded_worker,
-             args=(2, port, (png_root, gray_root), str(tmp_path)),
+             args=(2, free_port(), (png_root, gray_root), str(tmp_path)),
              nprocs=2, join=True)
     for rank in range(2):
         with open(tmp_path / f'rank{rank}.pkl', 'rb') as f:

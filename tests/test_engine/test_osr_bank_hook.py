@@ -1,6 +1,5 @@
 import os.path as osp
 import pickle
-import socket
 from types import SimpleNamespace
 from unittest.mock import MagicMock
 
@@ -19,6 +18,7 @@ from torch.utils.data import Dataset
 import gradmix_plugin  # noqa: F401
 from gradmix_plugin.engine.hooks import OSRBankHook
 from gradmix_plugin.evaluation import OSRMetric
+from gradmix_plugin.utils import free_port
 
 NUM_CLASSES = 3
 
@@ -251,12 +251,6 @@ def distributed_worker(rank, world_size, port, out_dir):
             pickle.dump(result, f)
     finally:
         dist.destroy_process_group()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_ranks_give_the_single_process_numbers(tmp_path):

@@ -20,6 +20,7 @@ import torch
 from mmengine.config import Config
 
 import gradmix_plugin  # noqa: F401  (registers; allow-lists checkpoints)
+from gradmix_plugin.utils import free_port
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 HERE = osp.dirname(osp.abspath(__file__))
@@ -195,8 +196,8 @@ def run_tool(tool: str, *args: str) -> None:
 def run_subprocess(args: List[str], port: bool = False,
                    check: bool = True) -> subprocess.CompletedProcess:
     env = ENV
-    if port:  # a free-ish port per test process for torchrun
-        env = dict(ENV, PORT=str(29500 + os.getpid() % 1000))
+    if port:  # a free port for torchrun's rendezvous
+        env = dict(ENV, PORT=str(free_port()))
     result = subprocess.run(
         args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     if check:

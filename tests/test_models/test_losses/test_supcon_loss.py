@@ -1,6 +1,5 @@
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ from mmpretrain.registry import MODELS
 from pytorch_metric_learning.losses import SupConLoss as PMLSupConLoss
 
 from gradmix_plugin.models.losses import SupConLoss
+from gradmix_plugin.utils import free_port
 
 
 def random_features(num_samples, num_views, dim, seed=0):
@@ -176,12 +176,6 @@ def test_registry_and_bad_inputs():
         loss(torch.rand(4, 2, 3), features_positive=torch.rand(4, 1, 3))
     with pytest.raises(ValueError, match="'both'"):
         SupConLoss(contrast_mode='both')
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def distributed_cases(local=slice(None)):
