@@ -69,6 +69,10 @@ MAHALANOBIS_MAX_CONDITION = 1e10
 #: Bank rows per BLAS block of faiss's exact CPU search (faiss's default,
 #: 1024, makes the class-wise search about 25% slower at CIFAR scale).
 FAISS_DATABASE_BLOCK = 8192
+#: faiss searches query blocks with ``rows * D`` below this without BLAS
+#: (faiss 1.15's default, 128000, i.e. up to 999 rows at D = 128, is 5x
+#: slower per query for those rows, e.g. the last query chunk).
+FAISS_BLAS_THRESHOLD = 20
 #: Bank rows normalised, converted to float32 and searched at once (32 MiB
 #: of float32 at 128 dimensions).
 BANK_BLOCK_ROWS = 65536
@@ -267,18 +271,23 @@ def _search_ivf(query: np.ndarray, index: faiss.Index, k: int,
 
 
 @contextmanager
-def _faiss_database_block(size: int = FAISS_DATABASE_BLOCK) -> Iterator:
-    """Temporarily search at least ``size`` bank rows per BLAS block.
+def _faiss_blas_search(size: int = FAISS_DATABASE_BLOCK) -> Iterator:
+    """Temporarily search at least ``size`` bank rows per BLAS block, and
+    use BLAS down to :data:`FAISS_BLAS_THRESHOLD`.
 
     faiss's scratch memory per block is ``4 * query_block * size`` bytes
     (128 MiB with faiss's 4096-query blocks).
     """
-    previous = faiss.cvar.distance_compute_blas_database_bs
-    faiss.cvar.distance_compute_blas_database_bs = max(previous, size)
+    previous = (faiss.cvar.distance_compute_blas_database_bs,
+                faiss.cvar.distance_compute_blas_threshold)
+    faiss.cvar.distance_compute_blas_database_bs = max(previous[0], size)
+    faiss.cvar.distance_compute_blas_threshold = min(previous[1],
+                                                     FAISS_BLAS_THRESHOLD)
     try:
         yield
     finally:
-        faiss.cvar.distance_compute_blas_database_bs = previous
+        (faiss.cvar.distance_compute_blas_database_bs,
+         faiss.cvar.distance_compute_blas_threshold) = previous
 
 
 def _normalized_chunks(query: np.ndarray, chunk_size: int,
@@ -379,7 +388,7 @@ def knn_scores(query: ArrayLike,
             k=k,
             gpu_resources=gpu_resources)
     scores = np.empty(query.shape[0], dtype=np.float64)
-    with _faiss_database_block():
+    with _faiss_blas_search():
         for rows, chunk in _normalized_chunks(query, chunk_size, eps):
             scores[rows] = search(chunk)[:, k - 1]
     return -(2.0 - 2.0 * scores)
@@ -475,7 +484,7 @@ def class_knn_scores(query: ArrayLike,
     # glibc's 32 MiB mmap threshold) for classes of 1,280 vectors, every
     # search maps and faults in fresh pages, which made the 1,000 searches
     # per chunk 1.7x slower than one search of the whole bank.
-    with _faiss_database_block(min(FAISS_DATABASE_BLOCK, int(counts.max()))):
+    with _faiss_blas_search(min(FAISS_DATABASE_BLOCK, int(counts.max()))):
         for rows, chunk in _normalized_chunks(query, chunk_size, eps):
             similarity_sums = np.empty((chunk.shape[0], num_classes))
             for c in range(num_classes):
