@@ -44,8 +44,8 @@ class OSRBankHook(Hook):
     order of its sampler, and the arrays are exchanged with ``all_gather``
     in blocks of :data:`GATHER_ROWS` rows per rank, each block written
     straight into the full bank, so that a process holds its own share,
-    the bank and one block per rank (a million 128-d float32 vectors: 0.5
-    GiB each, instead of several pickled copies). Rank ``r``'s ``i``-th
+    the bank and two gathered blocks per rank (a million 128-d float32
+    vectors: 0.5 GiB, instead of several pickled copies). Rank ``r``'s ``i``-th
     sample is the ``(i * world_size + r)``-th result and the first
     ``len(dataset)`` results are kept, which drops the samples that
     ``DefaultSampler`` repeats to pad the ranks exactly as mmengine's
