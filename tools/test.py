@@ -75,6 +75,8 @@ def main() -> None:
                 show_dir=args.show_dir,
                 provenance=collect_provenance(cfg, 'test_dataloader',
                                               args.checkpoint))
+            del osr_metric
+        del runner  # the process group must not outlive the with block
 
 
 if __name__ == '__main__':

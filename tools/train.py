@@ -158,10 +158,12 @@ def main() -> None:
     with distributed_teardown():
         runner = build_runner(cfg)
         if cfg.resume:
-            model = runner.model.module if is_model_wrapper(runner.model) \
-                else runner.model
-            check_checkpoint_fits(model, cfg.load_from)
+            check_checkpoint_fits(
+                runner.model.module
+                if is_model_wrapper(runner.model) else runner.model,
+                cfg.load_from)
         runner.train()
+        del runner  # the process group must not outlive the with block
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """Runner set-up shared by ``tools/train.py`` and ``tools/test.py``."""
 import argparse
+import gc
 import os
 import os.path as osp
 import socket
@@ -207,12 +208,17 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
 def distributed_teardown() -> Iterator[None]:
     """Tear the process group down when the work inside ends.
 
-    gloo keeps worker threads alive until the process group is destroyed;
-    a process that reaches interpreter exit with them can abort
-    (``terminate called without an active exception``) although its work
-    succeeded. On success the group is destroyed (every rank gets there);
-    on an error it is aborted, which needs no other rank, so a failing
-    rank neither hangs nor hides its traceback.
+    gloo runs worker threads that live as long as the process group
+    object. If that object is still alive when the interpreter exits (held
+    by the DDP wrapper of a Runner in a reference cycle, or never destroyed)
+    its threads are torn down with the process and it can abort with
+    ``terminate called without an active exception`` (SIGABRT) although
+    the work succeeded. On success every rank therefore waits for the
+    others (a barrier), destroys the group and collects the garbage, so the
+    group dies while the interpreter is alive; the work inside must drop
+    its references to the Runner first (``del runner``). On an error the
+    group is aborted, which needs no other rank, so a failing rank neither
+    hangs nor hides its traceback.
     """
     try:
         yield
@@ -225,7 +231,9 @@ def distributed_teardown() -> Iterator[None]:
                           logger='current')
         raise
     if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
         torch_dist.destroy_process_group()
+    gc.collect()
 
 
 def prepare_test_config(cfg: Config, args: argparse.Namespace) -> Config:
