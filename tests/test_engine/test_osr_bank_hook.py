@@ -270,3 +270,9 @@ def test_two_gloo_ranks_give_the_single_process_numbers(tmp_path):
         assert rank_metrics.keys() == metrics.keys()
         for key, value in metrics.items():
             assert rank_metrics[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_removed_collect_device_is_refused_by_name():
+    with pytest.raises(TypeError, match="unexpected keyword argument "
+                       "'collect_device'"):
+        OSRBankHook(dataloader=dict(), collect_device='cpu')
