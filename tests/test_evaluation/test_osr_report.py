@@ -1,11 +1,11 @@
 import csv
-import importlib.util
 import json
 import os
 import os.path as osp
 
 import numpy as np
 import pytest
+from helpers import load_tool
 from matplotlib.image import imread
 
 from gradmix_plugin.evaluation import (
@@ -19,16 +19,6 @@ from gradmix_plugin.evaluation import (
     split_ood_subset,
     write_osr_report,
 )
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def load_summarize_tool():
-    spec = importlib.util.spec_from_file_location(
-        'summarize_osr', osp.join(REPO, 'tools', 'summarize_osr.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def fake_evaluation(seed=0):
@@ -140,7 +130,7 @@ def test_write_osr_report(tmp_path):
 
 
 def test_summarize_osr_tool(tmp_path, capsys):
-    tool = load_summarize_tool()
+    tool = load_tool('summarize_osr')
     runs = [fake_evaluation(seed)[0] for seed in range(3)]
     for i, run in enumerate(runs):
         # The tool also finds the file in a sub folder (a timestamp dir).

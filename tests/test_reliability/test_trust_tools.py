@@ -5,12 +5,11 @@ once for the module; the tests then test, resume and misuse its
 checkpoint through ``tools/train.py`` / ``tools/test.py`` in-process.
 """
 import json
-import logging
 import os.path as osp
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
+from helpers import logged_messages
 from reliability_helpers import (
     ce_gradmix_model,
     load_checkpoint,
@@ -136,15 +135,8 @@ def test_resume_refuses_another_split(trained, tmp_path):
 
 def test_resume_without_checkpoint_says_so(trained, tmp_path):
     config, _, _ = trained
-    logger = MMLogger.get_current_instance()
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger.addHandler(handler)
-    try:
+    with logged_messages() as messages:
         run_tool('train', config, '--work-dir', str(tmp_path), '--resume')
-    finally:
-        logger.removeHandler(handler)
     assert any(f'--resume: no checkpoint found in {tmp_path}' in m and
                'training starts from scratch' in m for m in messages)
     assert osp.exists(tmp_path / 'epoch_1.pth')

@@ -1,23 +1,11 @@
 """tools/check_env.py: versions, devices and PASS / FAIL on this CPU."""
-import importlib.util
-import os.path as osp
-
 import numpy as np
 import torch
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'check_env', osp.join(REPO, 'tools', 'check_env.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_tool
 
 
 def test_every_check_passes_on_cpu(capsys):
-    tool = load_tool()
+    tool = load_tool('check_env')
     assert tool.main(['--device', 'cpu']) == 0
     out = capsys.readouterr().out
     for line in ('torch: ', 'mmengine: ', 'mmpretrain: ', 'mmcv flavour: ',
@@ -32,7 +20,7 @@ def test_every_check_passes_on_cpu(capsys):
 
 
 def test_a_failing_check_is_reported_and_counted(capsys, monkeypatch):
-    tool = load_tool()
+    tool = load_tool('check_env')
     monkeypatch.setattr(tool, 'knn_scores',
                         lambda query, *args, **kwargs: np.zeros(len(query)))
     only_faiss = [c for c in tool.checks(torch.device('cpu'))

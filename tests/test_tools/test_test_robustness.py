@@ -1,7 +1,6 @@
 """End-to-end checks of tools/test_robustness.py on the digits config,
 in-process, with a tiny random-weight model and a few test samples."""
 import csv
-import importlib.util
 import itertools
 import json
 import os.path as osp
@@ -10,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import load_tool
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
@@ -32,15 +32,7 @@ NUM_SAMPLES = 12
 RUN_IDS = itertools.count()
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'test_robustness_tool', osp.join(REPO, 'tools', 'test_robustness.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TOOL = load_tool()
+TOOL = load_tool('test_robustness')
 
 
 def make_checkpoint(path, seed, options=TINY):

@@ -1,25 +1,14 @@
 """tools/visualize_gradmix.py follows the tools' config rules and
 attributes as training does."""
-import importlib.util
 import os.path as osp
 
 import torch
+from helpers import load_tool
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import gradmix_plugin  # noqa: F401  (registers the plugin)
 from gradmix_plugin.attribution import LayerCAM, layercam_maps
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'visualize_gradmix', osp.join(REPO, 'tools', 'visualize_gradmix.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 CONFIG = """
 custom_imports = dict(imports=['gradmix_plugin'], allow_failed_imports=False)
@@ -51,7 +40,7 @@ train_dataloader = dict(
 def test_osr_split_reaches_the_visualised_loader(tmp_path, monkeypatch):
     config = tmp_path / 'config.py'
     config.write_text(CONFIG)
-    tool = load_tool()
+    tool = load_tool('visualize_gradmix')
     splits = []
     build = tool.Runner.build_dataloader
 
@@ -80,7 +69,8 @@ def test_contrastive_maps_use_train_mode_batchnorm_and_keep_buffers():
     views = [torch.randn(3, 3, 32, 32), torch.randn(3, 3, 32, 32)]
     buffers = {k: b.clone() for k, b in model.named_buffers()}
 
-    _, summed = load_tool().contrastive_maps(model, model.gradmix, views)
+    _, summed = load_tool('visualize_gradmix').contrastive_maps(
+        model, model.gradmix, views)
 
     # Buffers restored, eval mode back.
     assert not model.training

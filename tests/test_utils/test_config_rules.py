@@ -1,14 +1,12 @@
 """A value given once takes effect everywhere, or is refused by name."""
-import contextlib
 import copy
 import functools
-import logging
 import os.path as osp
 
 import pytest
 import torch
+from helpers import logged_messages
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 
 import gradmix_plugin  # noqa: F401  (registers the plugin)
@@ -139,20 +137,6 @@ def test_model_data_preprocessor_keeps_the_base_normalisation():
     torch.testing.assert_close(preprocessor.mean.flatten(),
                                torch.tensor([125.307, 122.961, 113.8575]))
     assert preprocessor.num_classes == 6  # the model's value wins
-
-
-@contextlib.contextmanager
-def logged_messages():
-    """The messages logged by mmengine's current logger inside."""
-    logger = MMLogger.get_current_instance()
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
 
 
 def test_preprocessor_without_mean_warns():

@@ -1,9 +1,8 @@
 """Provenance records and the refusal of contradicting checkpoints."""
 import hashlib
-import logging
 
 import pytest
-from mmengine.logging import MMLogger
+from helpers import logged_messages
 
 from gradmix_plugin.utils import (
     ProvenanceMismatchError,
@@ -21,15 +20,8 @@ CURRENT = dict(
 
 
 def warnings_of(function, *args):
-    logger = MMLogger.get_current_instance()
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger.addHandler(handler)
-    try:
+    with logged_messages() as messages:
         function(*args)
-    finally:
-        logger.removeHandler(handler)
     return messages
 
 

@@ -1,13 +1,12 @@
 import copy
-import importlib.util
 import math
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import load_tool
 from mmpretrain.registry import BATCH_AUGMENTS, MODELS
 from scipy import stats
 
@@ -15,7 +14,6 @@ import gradmix_plugin  # noqa: F401
 from gradmix_plugin.attribution import LayerCAM
 from gradmix_plugin.models.batch_augments import GradMix
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 LAYERS = ('backbone.layer3', 'backbone.layer4')
 
 
@@ -288,14 +286,6 @@ def test_bad_arguments(build_classifier):
         gradmix(torch.randn(2, 3, 8, 8), torch.zeros(2, 4))
 
 
-def load_visualize_tool():
-    path = REPO_ROOT / 'tools' / 'visualize_gradmix.py'
-    spec = importlib.util.spec_from_file_location('visualize_gradmix', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 CE_MODEL = """
 model = dict(
     type='ImageClassifier',
@@ -334,7 +324,7 @@ def test_visualize_tool_uses_top_level_data_preprocessor():
     cfg.model.pop('data_preprocessor')
     cfg.data_preprocessor = dict(
         type='OSRDataPreprocessor', mean=[10.0] * 3, std=[2.0] * 3)
-    model = load_visualize_tool().build_model(cfg)
+    model = load_tool('visualize_gradmix').build_model(cfg)
     assert model.data_preprocessor.mean.flatten().tolist() == [10.0] * 3
     assert model.data_preprocessor.std.flatten().tolist() == [2.0] * 3
 
@@ -368,7 +358,7 @@ train_dataloader = dict(
         __import__('mmengine').Config.fromfile(config).model)
     torch.save({'state_dict': model.state_dict()}, checkpoint)
     out = tmp_path / 'grid.png'
-    load_visualize_tool().main([
+    load_tool('visualize_gradmix').main([
         str(config),
         str(checkpoint), '--out',
         str(out), '--num-images', '3'
