@@ -32,6 +32,8 @@ from typing import Callable, Dict
 import torch
 from benchmark_training import SyntheticBatch, build_model, load_recipe_config
 from benchmark_utils import (
+    add_step_args,
+    apply_quick,
     interleaved_timings,
     machine_info,
     markdown_table,
@@ -55,39 +57,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Peak memory and step time of the contrastive step: '
         'plain, GradMix (default, bn_stats=single, memory=lean).')
-    parser.add_argument(
-        '--width', type=int, default=64,
-        help='base_channels (and stem_channels) of ResNet_CIFAR-18; 64 is '
-        'the full-width ResNet-18 (default: 64)')
-    parser.add_argument(
-        '--batch-size', type=int, default=64,
-        help='images per step, two views each (default: 64)')
-    parser.add_argument(
-        '--image-size', type=int, default=32,
-        help='side of the square synthetic images (default: 32)')
-    parser.add_argument(
-        '--repeats', type=int, default=5,
-        help='timed interleaved repetitions (default: 5)')
-    parser.add_argument(
-        '--warmup', type=int, default=1,
-        help='untimed repetitions first (default: 1)')
-    parser.add_argument(
-        '--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-        help='torch device (default: cuda if available, else cpu)')
-    parser.add_argument(
-        '--seed', type=int, default=0, help='random seed (default: 0)')
-    parser.add_argument(
-        '--out', default='benchmarks/results/memory.json',
-        help='JSON output file (default: %(default)s)')
-    parser.add_argument(
-        '--quick', action='store_true',
-        help='smoke-test mode: width 8, batch 8, 16x16 images, 2 repeats, '
-        '1 warm-up (overrides those options)')
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.width, args.batch_size, args.image_size = 8, 8, 16
-        args.repeats, args.warmup = 2, 1
-    return args
+    add_step_args(
+        parser,
+        'base_channels (and stem_channels) of ResNet_CIFAR-18; 64 is the '
+        'full-width ResNet-18',
+        repeats=5,
+        warmup=1,
+        out='benchmarks/results/memory.json')
+    return apply_quick(parser.parse_args(argv))
 
 
 def main(argv=None) -> dict:

@@ -49,6 +49,8 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 from benchmark_utils import (
+    add_step_args,
+    apply_quick,
     interleaved_timings,
     machine_info,
     markdown_table,
@@ -112,27 +114,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Benchmark the training step of every recipe '
         '(median/IQR step time, ratio to the baseline, peak memory) and '
         'the cost of the attribution pass.')
-    parser.add_argument(
-        '--width', type=int, default=64,
-        help='base_channels (and stem_channels) of ResNet_CIFAR-18 and '
-        'ResNet-50, first-stage channels of ConvNeXt, a third of the ViT '
-        'width; 64 leaves every config as it is (default: 64)')
-    parser.add_argument(
-        '--batch-size', type=int, default=64,
-        help='images per step; contrastive recipes forward two views of '
-        'each (default: 64)')
-    parser.add_argument(
-        '--image-size', type=int, default=32,
-        help='side of the square synthetic images (default: 32)')
-    parser.add_argument(
-        '--repeats', type=int, default=7,
-        help='timed interleaved repetitions (default: 7)')
-    parser.add_argument(
-        '--warmup', type=int, default=2,
-        help='untimed repetitions first (default: 2)')
-    parser.add_argument(
-        '--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-        help='torch device (default: cuda if available, else cpu)')
+    add_step_args(
+        parser,
+        'base_channels (and stem_channels) of ResNet_CIFAR-18 and ResNet-50, '
+        'first-stage channels of ConvNeXt, a third of the ViT width; 64 '
+        'leaves every config as it is',
+        repeats=7,
+        warmup=2,
+        out='benchmarks/results/training.json')
     parser.add_argument(
         '--recipes', nargs='+', choices=RECIPES, default=list(RECIPES),
         help='recipes to time; a recipe\'s baseline is added if missing '
@@ -141,19 +130,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--backbones', nargs='+', choices=FAMILIES, default=['resnet18'],
         help='backbone families: resnet18 runs --recipes, the others their '
         'GradMix recipes and baselines (default: resnet18)')
-    parser.add_argument(
-        '--seed', type=int, default=0, help='random seed (default: 0)')
-    parser.add_argument(
-        '--out', default='benchmarks/results/training.json',
-        help='JSON output file (default: %(default)s)')
-    parser.add_argument(
-        '--quick', action='store_true',
-        help='smoke-test mode: width 8, batch 8, 16x16 images, 2 repeats, '
-        '1 warm-up (overrides those options)')
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.width, args.batch_size, args.image_size = 8, 8, 16
-        args.repeats, args.warmup = 2, 1
+    args = apply_quick(parser.parse_args(argv))
     recipes = list(args.recipes) if 'resnet18' in args.backbones else []
     recipes += [BASELINES[r] for r in recipes if BASELINES[r] not in recipes]
     args.recipes = [r for r in RECIPES if r in recipes] + [

@@ -1,5 +1,6 @@
 """Shared helpers of the benchmark scripts: machine info, statistics,
 memory measurement and output."""
+import argparse
 import datetime
 import json
 import os
@@ -221,3 +222,55 @@ def write_json(results: dict, path: Optional[str]) -> None:
     with open(path, 'w') as file:
         json.dump(results, file, indent=2)
     print(f'results written to {path}')
+
+
+def add_step_args(parser: argparse.ArgumentParser, width_help: str,
+                  repeats: int, warmup: int, out: str) -> None:
+    """The options of the training-step benchmarks.
+
+    ``--width``, ``--batch-size``, ``--image-size``, ``--repeats``,
+    ``--warmup``, ``--device``, ``--seed``, ``--out`` and ``--quick``
+    (applied by :func:`apply_quick`).
+
+    Args:
+        parser (argparse.ArgumentParser): The benchmark's parser.
+        width_help (str): What ``--width`` sets in this benchmark.
+        repeats (int): Default timed repetitions.
+        warmup (int): Default untimed repetitions.
+        out (str): Default JSON output file.
+    """
+    parser.add_argument(
+        '--width', type=int, default=64,
+        help=f'{width_help} (default: 64)')
+    parser.add_argument(
+        '--batch-size', type=int, default=64,
+        help='images per step; contrastive steps forward two views of '
+        'each (default: 64)')
+    parser.add_argument(
+        '--image-size', type=int, default=32,
+        help='side of the square synthetic images (default: 32)')
+    parser.add_argument(
+        '--repeats', type=int, default=repeats,
+        help=f'timed interleaved repetitions (default: {repeats})')
+    parser.add_argument(
+        '--warmup', type=int, default=warmup,
+        help=f'untimed repetitions first (default: {warmup})')
+    parser.add_argument(
+        '--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+        help='torch device (default: cuda if available, else cpu)')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='random seed (default: 0)')
+    parser.add_argument(
+        '--out', default=out, help='JSON output file (default: %(default)s)')
+    parser.add_argument(
+        '--quick', action='store_true',
+        help='smoke-test mode: width 8, batch 8, 16x16 images, 2 repeats, '
+        '1 warm-up (overrides those options)')
+
+
+def apply_quick(args: argparse.Namespace) -> argparse.Namespace:
+    """Apply ``--quick`` of :func:`add_step_args`."""
+    if args.quick:
+        args.width, args.batch_size, args.image_size = 8, 8, 16
+        args.repeats, args.warmup = 2, 1
+    return args
