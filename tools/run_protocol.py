@@ -13,7 +13,7 @@ running tools and marks their runs interrupted.
 At the end (or with ``--summarize-only``) the mean ± std over all runs and
 per split of every score and metric is written next to the runs as
 ``summary.md``, ``summary.csv``, ``summary.tex`` and ``summary.png`` by the
-code of ``tools/summarize_osr.py``.
+code of ``gradmix_plugin.evaluation.summary`` (as ``tools/summarize_osr.py``).
 
 Examples:
     python tools/run_protocol.py configs/gradmix_resnet18_cifar10.py \
@@ -40,7 +40,14 @@ from datetime import datetime, timezone
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 from mmengine.config import Config, DictAction
-from summarize_osr import (
+
+from gradmix_plugin.datasets.osr_splits import (
+    NUM_SPLITS,
+    get_osr_protocol,
+    get_osr_split,
+)
+from gradmix_plugin.evaluation import METRICS_FILENAME
+from gradmix_plugin.evaluation.summary import (
     ALL_RUNS,
     SummaryError,
     check_runs,
@@ -50,13 +57,6 @@ from summarize_osr import (
     summarize_groups,
     write_summary,
 )
-
-from gradmix_plugin.datasets.osr_splits import (
-    NUM_SPLITS,
-    get_osr_protocol,
-    get_osr_split,
-)
-from gradmix_plugin.evaluation import METRICS_FILENAME
 from gradmix_plugin.utils import iter_dicts
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
