@@ -23,3 +23,10 @@ model = dict(gamma=0.0, lambda_ssl=1.0)
 # metrics of the self-supervised features are computed at the end.
 train_cfg = dict(val_interval=600)
 default_hooks = dict(checkpoint=dict(interval=50, max_keep_ckpts=1))
+
+# The kNN bank: at most 2,000 known training images per class, as the
+# reference's featureMerge.py (there the FIRST 2,000 of each class in
+# dataset order; OSRDataset draws them at random, seeded: docs/recipes.md).
+osr_bank_hook = _base_.osr_bank_hook
+osr_bank_hook.dataloader.dataset.max_per_class = 2000
+custom_hooks = [osr_bank_hook]

@@ -31,4 +31,9 @@ model = dict(gamma=1.0, lambda_ssl=1.2)
 load_from = None
 
 default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=1))
-custom_hooks = [_base_.osr_bank_hook, dict(type='RequireLoadFromHook')]
+# The kNN bank: at most 2,000 known training images per class, as the
+# reference's featureMerge.py (there the FIRST 2,000 of each class in
+# dataset order; OSRDataset draws them at random, seeded: docs/recipes.md).
+osr_bank_hook = _base_.osr_bank_hook
+osr_bank_hook.dataloader.dataset.max_per_class = 2000
+custom_hooks = [osr_bank_hook, dict(type='RequireLoadFromHook')]

@@ -1,3 +1,4 @@
+from .bias_free_linear_head import BiasFreeLinearClsHead
 from .osr_linear_head import OSRLinearClsHead
 
-__all__ = ['OSRLinearClsHead']
+__all__ = ['BiasFreeLinearClsHead', 'OSRLinearClsHead']

@@ -1,3 +1,4 @@
 from .projection_neck import ProjectionNeck
+from .sequential_neck import SequentialNeck
 
-__all__ = ['ProjectionNeck']
+__all__ = ['ProjectionNeck', 'SequentialNeck']
