@@ -18,7 +18,7 @@ class BiasFreeLinearClsHead(LinearClsHead):
         num_classes (int): Number of categories.
         in_channels (int): Size of the input features.
         init_cfg (dict, optional): Initialization config. Defaults to
-            ``dict(type='Normal', layer='Linear', std=0.01)``.
+            None: ``dict(type='Normal', layer='Linear', std=0.01)``.
         **kwargs: The other arguments of ``LinearClsHead`` (``loss``,
             ``topk``, ``cal_acc``).
     """
@@ -26,9 +26,10 @@ class BiasFreeLinearClsHead(LinearClsHead):
     def __init__(self,
                  num_classes: int,
                  in_channels: int,
-                 init_cfg: Optional[dict] = dict(
-                     type='Normal', layer='Linear', std=0.01),
+                 init_cfg: Optional[dict] = None,
                  **kwargs) -> None:
+        if init_cfg is None:
+            init_cfg = dict(type='Normal', layer='Linear', std=0.01)
         super().__init__(
             num_classes=num_classes,
             in_channels=in_channels,
