@@ -27,6 +27,7 @@ from .report import (
     split_ood_subset,
     write_osr_report,
 )
+from .scores import SCORES, BaseScore, ScoreInputError, build_score
 
 __all__ = [
     'class_knn_scores', 'compute_osr_metrics', 'faiss_gpu_available',
@@ -36,5 +37,6 @@ __all__ = [
     'PROVENANCE_KEY', 'format_osr_table', 'load_osr_metrics',
     'load_osr_provenance', 'plot_osr_curves',
     'save_osr_metrics', 'save_per_sample', 'split_metric_key',
-    'split_ood_subset', 'write_osr_report'
+    'split_ood_subset', 'write_osr_report', 'SCORES', 'BaseScore',
+    'ScoreInputError', 'build_score'
 ]

@@ -62,7 +62,7 @@ def oracle_class_knn(query, bank, labels, num_classes, k):
 def small_blocks(monkeypatch):
     """Blocks of 16 bank rows, so that every search merges several blocks,
     the last one shorter than k."""
-    monkeypatch.setattr(F, 'BANK_BLOCK_ROWS', 16)
+    monkeypatch.setattr(F._utils, 'BANK_BLOCK_ROWS', 16)
 
 
 @pytest.mark.parametrize('bank_dtype', ['float32', 'float16'])

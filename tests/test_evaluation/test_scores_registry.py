@@ -1,0 +1,93 @@
+"""The score registry: build, fit, score; the six original scores give the
+numbers they gave before the registry (fixture)."""
+import json
+
+import numpy as np
+import pytest
+from mmengine.registry import DefaultScope
+
+from gradmix_plugin.evaluation import OSR_SCORES, OSRMetric
+from gradmix_plugin.evaluation.scores import ScoreInputError
+from gradmix_plugin.registry import SCORES
+
+#: Written by OSRMetric.calculate before the scores became registered
+#: classes (feature='feats', knn_k=5, class_knn_k=3,
+#: energy_temperature=2.0, 4 classes, 120 bank vectors, 35 known and 15
+#: unknown queries), with its per-sample scores and predictions and all
+#: metrics.
+FIXTURE = 'tests/test_evaluation/fixtures/six_scores.json'
+SIX = dict(
+    msp=dict(type='msp'),
+    mls=dict(type='mls'),
+    energy=dict(type='energy', temperature=2.0),
+    knn=dict(type='knn', k=5),
+    class_knn=dict(type='class_knn', k=3),
+    mahalanobis=dict(type='mahalanobis'))
+
+
+@pytest.fixture(scope='module')
+def fixture():
+    with open(FIXTURE) as f:
+        return {
+            key: np.array(value['values'], dtype=value['dtype'])
+            for key, value in json.load(f).items()
+        }
+
+
+def test_registry_has_the_six_scores():
+    assert set(OSR_SCORES) <= set(SCORES.module_dict)
+
+
+@pytest.mark.parametrize('name', sorted(SIX))
+def test_six_scores_identical_to_before(fixture, name):
+    score = SCORES.build(SIX[name]).fit(
+        train=dict(feats=fixture['bank'], logits=None,
+                   labels=fixture['bank_labels']))
+    values, preds = score.score_and_predict(
+        feats=fixture['feats'], logits=fixture['logits'])
+    np.testing.assert_array_equal(values, fixture[f'score_{name}'])
+    if preds is not None:
+        np.testing.assert_array_equal(preds, fixture[f'pred_{name}'])
+
+
+def test_osr_metric_identical_to_before(fixture):
+    metrics, per_sample = OSRMetric.calculate(
+        dict(feats=fixture['feats'], logits=fixture['logits']),
+        fixture['labels'],
+        bank=dict(feats=fixture['bank']),
+        bank_labels=fixture['bank_labels'],
+        feature='feats',
+        knn_k=5,
+        class_knn_k=3,
+        energy_temperature=2.0)
+    expected = dict(
+        zip(fixture['metric_keys'].tolist(),
+            fixture['metric_values'].tolist()))
+    assert list(metrics) == list(expected)
+    for key, value in expected.items():
+        assert metrics[key] == value or (np.isnan(value)
+                                         and np.isnan(metrics[key])), key
+    for key in ('pred_label', 'is_known', 'gt_label'):
+        np.testing.assert_array_equal(per_sample[key], fixture[key])
+    for name in OSR_SCORES:
+        np.testing.assert_array_equal(per_sample[f'score_{name}'],
+                                      fixture[f'score_{name}'])
+        np.testing.assert_array_equal(per_sample[f'pred_{name}'],
+                                      fixture[f'pred_{name}'])
+
+
+def test_build_under_mmpretrain_scope_and_unknown_name():
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        score = SCORES.build(dict(type='energy', temperature=3.0))
+    assert score.temperature == 3.0
+    with pytest.raises(KeyError, match="unknown score 'nope'.*'msp'"):
+        SCORES.build(dict(type='nope'))
+
+
+def test_score_before_fit_and_missing_inputs_are_refused(fixture):
+    with pytest.raises(ScoreInputError, match="'knn' must be fitted"):
+        SCORES.build(dict(type='knn')).score(feats=fixture['feats'])
+    with pytest.raises(ScoreInputError, match="'msp' needs logits"):
+        SCORES.build(dict(type='msp')).score(feats=fixture['feats'])
+    with pytest.raises(ScoreInputError, match="'knn' is fitted on known"):
+        SCORES.build(dict(type='knn')).fit()
