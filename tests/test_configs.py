@@ -79,6 +79,8 @@ def tiny_dataset(dataset):
     if dataset.type == 'OSRDataset':
         dataset.update(protocol='digits', split=0)
         dataset.pop('unknown_dataset', None)
+        if 'pipeline' in dataset:  # given to the wrapper
+            dataset.dataset.pipeline = dataset.pop('pipeline')
         dataset.dataset = digits_instead(dataset.dataset, 120)
         return dataset
     return digits_instead(dataset, 120)

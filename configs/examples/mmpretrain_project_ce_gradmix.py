@@ -46,11 +46,9 @@ def osr_folders(subset, prefix, pipeline):
         protocol='cifar10',
         split=osr_split,
         subset=subset,
+        pipeline=pipeline,  # here mmpretrain's inferencer finds it
         dataset=dict(
-            type='CustomDataset',
-            data_root=data_root,
-            data_prefix=prefix,
-            pipeline=pipeline))
+            type='CustomDataset', data_root=data_root, data_prefix=prefix))
 
 
 train_dataloader = dict(

@@ -3,7 +3,7 @@ import copy
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
-from mmengine.dataset import force_full_init
+from mmengine.dataset import Compose, force_full_init
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
@@ -92,8 +92,12 @@ class OSRDataset:
             'hard' (the known classes are the same). Defaults to 0.
         subset (str): 'known' (samples of the known classes, for training
             and closed-set testing), 'unknown' (samples of the unknown
-            classes) or 'open' (known then unknown samples, for open-set
-            evaluation). Defaults to 'known'.
+            classes), 'open' (known then unknown samples, for open-set
+            evaluation), 'known_holdout' (a seeded fraction ``holdout`` of
+            every known class, e.g. to set an open-set threshold without
+            the test set) or 'known_train' (the other known samples: train
+            on it to keep the held-out images unseen; opt-in, the recipes
+            train on 'known'). Defaults to 'known'.
         known_classes (Sequence[int], optional): Explicit known class ids
             of ``dataset``. Defaults to None.
         unknown_classes (Sequence[int], optional): Explicit unknown class
@@ -109,12 +113,28 @@ class OSRDataset:
             every class (known and unknown), drawn once with ``seed``: a
             smoke run of a config on real folders in minutes. Defaults to
             None (all samples).
-        seed (int): Seed of ``max_per_class``. Defaults to 0.
+        seed (int): Seed of ``max_per_class`` and of the held-out draw.
+            Defaults to 0.
+        holdout (float, optional): Fraction of every known class in
+            'known_holdout' (at least one sample per class, at least one
+            left in 'known_train'), drawn with ``seed`` per class, after
+            ``max_per_class``. Only for these two subsets. Defaults to None
+            (0.1).
+        pipeline (Sequence[dict], optional): The pipeline of the wrapped
+            dataset(s) (and of ``unknown_dataset``), given here instead of
+            inside them, where mmpretrain's ``ImageClassificationInferencer``
+            reads it (``cfg.test_dataloader.dataset.pipeline``). A wrapped
+            dataset with a pipeline of its own is refused. Defaults to None
+            (each wrapped dataset keeps its own).
         lazy_init (bool): Whether to defer scanning the datasets until the
             wrapper is first used. Defaults to False.
     """
 
-    SUBSETS = ('known', 'unknown', 'open')
+    SUBSETS = ('known', 'unknown', 'open', 'known_holdout', 'known_train')
+    #: Subsets drawn from the known samples with ``holdout``.
+    HOLDOUT_SUBSETS = ('known_holdout', 'known_train')
+    #: The held-out fraction when ``holdout`` is None.
+    DEFAULT_HOLDOUT = 0.1
 
     def __init__(self,
                  dataset: Union[BaseDataset, dict],
@@ -126,10 +146,13 @@ class OSRDataset:
                  unknown_dataset: Union[BaseDataset, dict, None] = None,
                  max_per_class: Optional[int] = None,
                  seed: int = 0,
+                 holdout: Optional[float] = None,
+                 pipeline: Optional[Sequence[dict]] = None,
                  lazy_init: bool = False):
         if subset not in self.SUBSETS:
             raise ValueError(f'OSRDataset `subset` {subset!r} is not one of '
                              f'{self.SUBSETS}.')
+        self.holdout = self._check_holdout(holdout, subset)
         if (protocol is None) == (known_classes is None):
             raise ValueError(
                 'OSRDataset needs exactly one of `protocol` (with `split`) '
@@ -162,15 +185,68 @@ class OSRDataset:
         self.known_classes = list(known_classes)
         self.unknown_classes = (None if unknown_classes is None else
                                 list(unknown_classes))
-        self.dataset = _build_dataset(dataset, 'dataset')
+        self.pipeline = None if pipeline is None else list(pipeline)
+        self.dataset = self._with_pipeline(dataset, 'dataset')
         self.unknown_dataset = None
         if unknown_dataset is not None:
-            self.unknown_dataset = _build_dataset(unknown_dataset,
-                                                  'unknown_dataset')
+            self.unknown_dataset = self._with_pipeline(
+                unknown_dataset, 'unknown_dataset')
 
         self._fully_initialized = False
         if not lazy_init:
             self.full_init()
+
+    @classmethod
+    def _check_holdout(cls, holdout: Optional[float],
+                       subset: str) -> Optional[float]:
+        """The held-out fraction of a holdout subset, None otherwise."""
+        if subset not in cls.HOLDOUT_SUBSETS:
+            if holdout is not None:
+                raise ValueError(
+                    f'OSRDataset `holdout`={holdout!r} needs subset '
+                    f"'known_holdout' or 'known_train', got {subset!r}; "
+                    'remove `holdout` or change the subset.')
+            return None
+        if holdout is None:
+            return cls.DEFAULT_HOLDOUT
+        if (isinstance(holdout, bool)
+                or not isinstance(holdout, (int, float))
+                or not 0 < holdout < 1):
+            raise ValueError(
+                'OSRDataset `holdout` must be a fraction in (0, 1), got '
+                f'{holdout!r}.')
+        return float(holdout)
+
+    def _pipeline_config(self, dataset: Union[BaseDataset, dict],
+                         argument: str) -> Union[BaseDataset, dict]:
+        """A wrapped dataset config with the wrapper's ``pipeline``."""
+        if self.pipeline is None or not isinstance(dataset, dict):
+            return dataset
+        if dataset.get('pipeline'):
+            raise ValueError(
+                f'OSRDataset has a `pipeline` and so does its `{argument}` '
+                f'({dataset.get("type")!r}); give the pipeline once, in '
+                "the OSRDataset (where mmpretrain's inferencer finds it).")
+        return dict(dataset, pipeline=self.pipeline)
+
+    def _with_pipeline(self, dataset: Union[BaseDataset, dict],
+                       argument: str) -> BaseDataset:
+        """Build a wrapped dataset (config) with the wrapper's
+        ``pipeline``; a built dataset must not have a pipeline of its
+        own."""
+        if self.pipeline is None:
+            return _build_dataset(dataset, argument)
+        if isinstance(dataset, dict):
+            return _build_dataset(
+                self._pipeline_config(dataset, argument), argument)
+        dataset = _build_dataset(dataset, argument)
+        if dataset.pipeline.transforms:
+            raise ValueError(
+                f'OSRDataset has a `pipeline` and so does its `{argument}` '
+                f'({type(dataset).__name__}); give the pipeline once, in '
+                "the OSRDataset (where mmpretrain's inferencer finds it).")
+        dataset.pipeline = Compose(self.pipeline)
+        return dataset
 
     def _num_classes(self, dataset: BaseDataset, argument: str,
                      expected: Optional[int]) -> int:
@@ -231,11 +307,13 @@ class OSRDataset:
 
         self._sources: List[BaseDataset] = [self.dataset, unknown_source]
         source_ids, ori_indices, labels = [], [], []
-        if self.subset in ('known', 'open'):
+        if self.subset in ('known', 'open') + self.HOLDOUT_SUBSETS:
             ori_labels = self.dataset.get_gt_labels()
             selected = self._cap_per_class(
                 np.flatnonzero(np.isin(ori_labels, self.known_classes)),
                 ori_labels, 0)
+            if self.subset in self.HOLDOUT_SUBSETS:
+                selected = self._split_holdout(selected, ori_labels)
             relabel = {c: i for i, c in enumerate(self.known_classes)}
             source_ids.append(np.zeros(len(selected), dtype=np.int64))
             ori_indices.append(selected)
@@ -269,7 +347,33 @@ class OSRDataset:
             protocol=self.protocol,
             split=self.split if self.protocol is not None else None,
             subset=self.subset)
+        if self.holdout is not None:
+            self._metainfo.update(holdout=self.holdout, holdout_seed=self.seed)
         self._fully_initialized = True
+
+    def _split_holdout(self, selected: np.ndarray,
+                       ori_labels: np.ndarray) -> np.ndarray:
+        """The held-out (or the remaining) known indices: per class,
+        ``round(holdout * n)`` samples (at least 1, at most ``n - 1``)
+        drawn with ``seed`` and the class id, kept in dataset order."""
+        held_out = []
+        for class_id in np.unique(ori_labels[selected]):
+            members = selected[ori_labels[selected] == class_id]
+            if len(members) < 2:
+                raise ValueError(
+                    f'OSRDataset subset {self.subset!r}: known class '
+                    f'{int(class_id)} has {len(members)} sample, too few '
+                    'to hold one out and train on another; use subset '
+                    "'known'.")
+            count = min(max(int(round(self.holdout * len(members))), 1),
+                        len(members) - 1)
+            rng = np.random.default_rng((self.seed, 2, int(class_id)))
+            held_out.append(rng.choice(members, count, replace=False))
+        held_out = np.concatenate(held_out) if held_out else selected[:0]
+        keep = np.isin(selected, held_out)
+        if self.subset == 'known_train':
+            keep = ~keep
+        return selected[keep]
 
     def _cap_per_class(self, selected: np.ndarray, ori_labels: np.ndarray,
                        source: int) -> np.ndarray:
@@ -367,7 +471,9 @@ class OSRDataset:
         lines = [f'Dataset {type(self).__name__}']
         if self.protocol is not None:
             lines.append(f'    Protocol: \t{self.protocol} split {self.split}')
-        lines.append(f'    Subset: \t{self.subset}')
+        lines.append(f'    Subset: \t{self.subset}' + (
+            '' if self.holdout is None else
+            f' (holdout {self.holdout}, seed {self.seed})'))
         lines.append(f'    Known classes: \t{self.known_classes}')
         if self._fully_initialized:
             lines.append(f'    Unknown classes: \t{self.unknown_classes}')

@@ -18,8 +18,7 @@ val_dataloader = dict(
         unknown_dataset=dict(
             type=_base_.dataset_type,
             data_root=unknown_data_root,
-            data_prefix='test',
-            pipeline=_base_.test_pipeline)))
+            data_prefix='test')))
 test_dataloader = val_dataloader
 
 osr_bank_hook = _base_.osr_bank_hook

@@ -45,11 +45,8 @@ val_dataloader = dict(
     persistent_workers=False,
     dataset=dict(
         protocol='digits',
-        dataset=dict(
-            _delete_=True,
-            type=dataset_type,
-            split='test',
-            pipeline=test_pipeline)))
+        pipeline=test_pipeline,
+        dataset=dict(_delete_=True, type=dataset_type, split='test')))
 test_dataloader = val_dataloader
 
 osr_bank_hook = _base_.osr_bank_hook

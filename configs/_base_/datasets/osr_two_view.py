@@ -43,10 +43,10 @@ val_dataloader = dict(
         type='OSRDataset',
         split=osr_split,
         subset='open',
-        dataset=dict(
-            type=dataset_type,
-            data_prefix='test',
-            pipeline=test_pipeline)))
+        # Here, not in the wrapped dataset: mmpretrain's inferencer reads
+        # test_dataloader.dataset.pipeline.
+        pipeline=test_pipeline,
+        dataset=dict(type=dataset_type, data_prefix='test')))
 test_dataloader = val_dataloader
 
 val_evaluator = dict(

@@ -41,7 +41,8 @@ val_dataloader = dict(
     batch_size=64,
     dataset=dict(
         split=osr_split,
-        dataset=dict(_delete_=True, pipeline=test_pipeline)))
+        pipeline=test_pipeline,
+        dataset=dict(_delete_=True)))
 test_dataloader = val_dataloader
 
 osr_bank_hook = _base_.osr_bank_hook

@@ -36,12 +36,12 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(
         protocol='tinyimagenet',
+        pipeline=_base_.test_pipeline,
         dataset=dict(
             _delete_=True,
             type=dataset_type,
             data_root=data_root,
-            split='val',
-            pipeline=_base_.test_pipeline)))
+            split='val')))
 test_dataloader = val_dataloader
 
 osr_bank_hook = _base_.osr_bank_hook
