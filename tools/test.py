@@ -13,18 +13,16 @@ Examples:
     bash tools/dist_test.sh CONFIG CHECKPOINT 2
 """
 import argparse
+import os.path as osp
 
+import torch
 from mmengine.config import Config
-from mmengine.dist import is_main_process
+from mmengine.registry import RUNNERS
 
-from gradmix_plugin.evaluation import OSRMetric, write_osr_report
 from gradmix_plugin.utils import (
     add_runner_args,
-    build_test_runner,
-    collect_provenance,
     distributed_teardown,
     parse_runner_args,
-    prepare_test_config,
 )
 
 
@@ -52,30 +50,42 @@ def parse_args() -> argparse.Namespace:
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """Merge the command line into the config."""
+    """Merge the command line into the config; the runner (``OSRRunner``,
+    also when the config names no ``runner_type``) checks the checkpoint
+    and writes the report (``OSRReportHook``)."""
     if args.amp:
         cfg.test_cfg.fp16 = True
-    return prepare_test_config(cfg, args)
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.allow_mismatch:
+        cfg.allow_mismatch = True
+    cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
+    if args.no_pin_memory:
+        cfg.test_dataloader.pin_memory = False
+    hooks = [h for h in cfg.get('custom_hooks', None) or []
+             if h.get('type') != 'OSRReportHook']
+    cfg.custom_hooks = hooks + [
+        dict(type='OSRReportHook', out=args.out, show_dir=args.show_dir)
+    ]
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join(
+            './work_dirs',
+            osp.splitext(osp.basename(args.config))[0])
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.setdefault('runner_type', 'OSRRunner')
+    return cfg
 
 
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     with distributed_teardown():
-        runner = build_test_runner(cfg, args.checkpoint, args.allow_mismatch)
-        metrics = runner.test()
-        if is_main_process():
-            osr_metric = next(m for m in runner.test_evaluator.metrics
-                              if isinstance(m, OSRMetric))
-            write_osr_report(
-                metrics,
-                osr_metric.last_per_sample,
-                out_dir=runner.work_dir,
-                npz_path=args.out,
-                show_dir=args.show_dir,
-                provenance=collect_provenance(cfg, 'test_dataloader',
-                                              args.checkpoint))
-            del osr_metric
+        runner = RUNNERS.build(cfg)
+        runner.test()
         del runner  # the process group must not outlive the with block
 
 

@@ -7,26 +7,16 @@ Examples:
     bash tools/dist_train.sh configs/gradmix_resnet18_cifar10.py 2
 """
 import argparse
-import logging
-from typing import Optional
+import os.path as osp
 
 import torch
 from mmengine.config import Config
-from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
-from mmengine.runner import CheckpointLoader, find_latest_checkpoint
+from mmengine.registry import RUNNERS
 
 from gradmix_plugin.utils import (
-    add_custom_hook,
     add_runner_args,
-    build_runner,
-    check_checkpoint_fits,
-    check_provenance,
-    dataset_provenance,
     distributed_teardown,
     parse_runner_args,
-    prepare_config,
-    recorded_provenance,
 )
 
 
@@ -69,7 +59,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """Merge the command line into the config."""
+    """Merge the command line into the config; the runner (``OSRRunner``,
+    also when the config names no ``runner_type``) does the rest."""
     if args.no_validate:
         cfg.val_cfg = None
         cfg.val_dataloader = None
@@ -85,12 +76,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.load_from = args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    add_custom_hook(cfg, 'ProvenanceHook')
-    if args.launcher != 'none':
-        # DDP does not broadcast buffers here: average the BatchNorm
-        # statistics before validation and saving, so that validation,
-        # the checkpoint and tools/test.py see the same model.
-        add_custom_hook(cfg, 'SyncBuffersHook')
+    if args.allow_mismatch:
+        cfg.allow_mismatch = True
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field, None)
         if loader is None:
@@ -102,66 +89,30 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             loader.pin_memory = False
         if args.no_persistent_workers:
             loader.persistent_workers = False
-    prepare_config(cfg, args.config, args.work_dir, args.launcher,
-                   args.cfg_options)
-    make_workers_resumable(cfg.get('train_dataloader', None))
-    if cfg.resume:
-        check_resume(cfg, args.allow_mismatch)
+    return merge_common_args(cfg, args)
+
+
+def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """``--launcher``, ``--work-dir`` and ``--cfg-options``, as mmpretrain's
+    tools merge them, and the plugin's runner."""
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join(
+            './work_dirs',
+            osp.splitext(osp.basename(args.config))[0])
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.setdefault('runner_type', 'OSRRunner')
     return cfg
-
-
-def check_resume(cfg: Config, allow_mismatch: bool) -> None:
-    """Before training: find what ``--resume`` resumes, and refuse a
-    checkpoint trained on other data or with other shapes.
-
-    Without a checkpoint to resume, say so and train from scratch (mmengine
-    would log "Auto resumed from the latest checkpoint None.").
-    """
-    path = cfg.load_from or find_latest_checkpoint(cfg.work_dir)
-    if path is None:
-        print_log(
-            f'--resume: no checkpoint found in {cfg.work_dir} (no '
-            'last_checkpoint file); training starts from scratch',
-            logger='current',
-            level=logging.WARNING)
-        cfg.resume = False
-        return
-    checkpoint = CheckpointLoader.load_checkpoint(path, 'cpu')
-    check_provenance(
-        recorded_provenance(checkpoint),
-        dataset_provenance(cfg, 'train_dataloader'), path, allow_mismatch)
-    cfg.load_from = path
-
-
-def make_workers_resumable(loader: Optional[dict]) -> None:
-    """Restart the training workers every epoch, seeded from the
-    checkpointed torch generator, so that ``--resume`` redraws the data
-    augmentation of an uninterrupted run (see
-    :func:`gradmix_plugin.utils.resumable_worker_init_fn`). A
-    ``worker_init_fn`` of the config is kept."""
-    if loader is None or not loader.get('num_workers', 0):
-        return
-    if loader.get('persistent_workers'):
-        print_log(
-            'train_dataloader: persistent_workers turned off, so that the '
-            'workers of every epoch are seeded from the checkpointed random '
-            'state and --resume is exact',
-            logger='current')
-    loader.persistent_workers = False
-    loader.setdefault('worker_init_fn',
-                      dict(type='resumable_worker_init_fn'))
 
 
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     with distributed_teardown():
-        runner = build_runner(cfg)
-        if cfg.resume:
-            check_checkpoint_fits(
-                runner.model.module
-                if is_model_wrapper(runner.model) else runner.model,
-                cfg.load_from)
+        runner = RUNNERS.build(cfg)
         runner.train()
         del runner  # the process group must not outlive the with block
 

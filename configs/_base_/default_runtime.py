@@ -5,6 +5,11 @@ custom_imports = dict(imports=['gradmix_plugin'], allow_failed_imports=False)
 
 default_scope = 'mmpretrain'
 
+# The plugin's runner: config rules (osr_split, data_root), provenance,
+# exact resume, the osr_metrics.json report, whatever tool starts it
+# (the plugin's, mmpretrain's, or RUNNERS.build(cfg) in Python).
+runner_type = 'OSRRunner'
+
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),

@@ -67,7 +67,7 @@ def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
-def _fix_persistent_workers(cfg: Config) -> None:
+def fix_persistent_workers(cfg: Config) -> None:
     """Turn ``persistent_workers`` off wherever ``num_workers`` is 0.
 
     ``torch.utils.data.DataLoader`` refuses ``persistent_workers=True``
@@ -76,6 +76,30 @@ def _fix_persistent_workers(cfg: Config) -> None:
     for node in iter_dicts(cfg._cfg_dict):
         if node.get('persistent_workers') and not node.get('num_workers'):
             node['persistent_workers'] = False
+
+
+def make_workers_resumable(loader: Optional[dict]) -> None:
+    """Restart the training workers every epoch, seeded from the
+    checkpointed torch generator, so that ``--resume`` redraws the data
+    augmentation of an uninterrupted run (see
+    :func:`gradmix_plugin.utils.resumable_worker_init_fn`). A
+    ``worker_init_fn`` of the config is kept.
+
+    Args:
+        loader (dict, optional): The ``train_dataloader`` config, updated
+            in place; nothing happens without workers.
+    """
+    if loader is None or not loader.get('num_workers', 0):
+        return
+    if loader.get('persistent_workers'):
+        print_log(
+            'train_dataloader: persistent_workers turned off, so that the '
+            'workers of every epoch are seeded from the checkpointed random '
+            'state and --resume is exact',
+            logger='current')
+    loader.persistent_workers = False
+    loader.setdefault('worker_init_fn',
+                      dict(type='resumable_worker_init_fn'))
 
 
 def prepare_config(cfg: Config,
@@ -112,7 +136,7 @@ def prepare_config(cfg: Config,
         cfg.work_dir = osp.join(
             './work_dirs',
             osp.splitext(osp.basename(config_path))[0])
-    _fix_persistent_workers(cfg)
+    fix_persistent_workers(cfg)
     return cfg
 
 

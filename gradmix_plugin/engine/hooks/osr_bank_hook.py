@@ -97,6 +97,8 @@ class OSRBankHook(Hook):
     def before_run(self, runner) -> None:
         """Build the bank loader, so that its errors come before training.
         """
+        from ..runner import warn_if_plain_runner
+        warn_if_plain_runner(runner, type(self).__name__)
         if self._loader is None:
             self._loader = self._build_loader(runner)
 

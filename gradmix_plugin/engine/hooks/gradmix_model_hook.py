@@ -1,6 +1,9 @@
+import logging
+import warnings
 from typing import List
 
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 from torch import nn
@@ -27,7 +30,7 @@ def find_gradmix_augments(model: nn.Module) -> List[GradMix]:
 
 
 @HOOKS.register_module()
-class LayerCAMHook(Hook):
+class GradMixModelHook(Hook):
     """Attach the model being trained to every GradMix batch augment.
 
     GradMix in a data preprocessor computes LayerCAM maps of the model being
@@ -44,13 +47,20 @@ class LayerCAMHook(Hook):
 
     Use it in a config as::
 
-        custom_hooks = [dict(type='LayerCAMHook')]
+        custom_hooks = [dict(type='GradMixModelHook')]
 
     The priority is ``'NORMAL'``: it only needs to run after the model is
     built and wrapped, which the runner does before any ``before_train``.
     """
 
     priority = 'NORMAL'
+
+    def before_run(self, runner) -> None:
+        """Warn when the runner is not ``OSRRunner`` (see
+        :func:`gradmix_plugin.engine.runner.warn_if_plain_runner`)."""
+        from ..runner import warn_if_plain_runner
+
+        warn_if_plain_runner(runner, type(self).__name__)
 
     def before_train(self, runner) -> None:
         """Attach the unwrapped model to the GradMix batch augments.
@@ -64,7 +74,7 @@ class LayerCAMHook(Hook):
         gradmix_augments = find_gradmix_augments(model)
         if not gradmix_augments:
             runner.logger.warning(
-                'LayerCAMHook found no GradMix in '
+                f'{type(self).__name__} found no GradMix in '
                 'model.data_preprocessor.batch_augments; it does nothing. '
                 'Remove the hook or add dict(type="GradMix") to the batch '
                 'augments.')
@@ -72,6 +82,24 @@ class LayerCAMHook(Hook):
         for gradmix in gradmix_augments:
             gradmix.attach_model(model)
             runner.logger.info(
-                f'LayerCAMHook: GradMix(fill={gradmix.fill!r}, '
+                f'{type(self).__name__}: GradMix(fill={gradmix.fill!r}, '
                 f'objective={gradmix.objective!r}) attributes '
                 f'{gradmix.attribution_layouts} of {type(model).__name__}')
+
+
+@HOOKS.register_module()
+class LayerCAMHook(GradMixModelHook):
+    """Deprecated name of :class:`GradMixModelHook` (it computes no
+    LayerCAM: it hands the model to GradMix, which does)."""
+
+    def __init__(self) -> None:
+        print_log(
+            "LayerCAMHook is deprecated: use dict(type='GradMixModelHook')",
+            logger='current',
+            level=logging.WARNING)
+        warnings.warn(
+            "LayerCAMHook is deprecated: use dict(type='GradMixModelHook') "
+            'in custom_hooks (same behaviour, a name that says what it '
+            'does)',
+            DeprecationWarning,
+            stacklevel=2)
