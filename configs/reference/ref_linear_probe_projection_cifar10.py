@@ -9,8 +9,11 @@
 # epoch on the test set selects on the numbers it reports
 # (docs/recipes.md, "Linear probe").
 # Give the self-supervised checkpoint (a ContrastiveClassifier's: keys
-# backbone.* and projector.*) with
-#   --cfg-options pretrained=<path/to/epoch_600.pth>
+# backbone.* and projector.*) to both pretrained parts:
+#   --cfg-options model.backbone.init_cfg.checkpoint=<ckpt> \
+#       model.neck.necks.1.init_cfg.checkpoint=<ckpt>
+# (`pretrained` below is substituted when the file is read: changing it on
+# the command line would not reach them, and is refused.)
 _base_ = [
     '../_base_/datasets/cifar10.py',
     '../_base_/default_runtime.py',

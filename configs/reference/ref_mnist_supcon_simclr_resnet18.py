@@ -52,7 +52,8 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(
         protocol='mnist',
-        dataset=dict(data_root=data_root, pipeline=test_pipeline)))
+        pipeline=test_pipeline,
+        dataset=dict(data_root=data_root)))
 test_dataloader = val_dataloader
 
 val_evaluator = dict(class_knn_k=32)
