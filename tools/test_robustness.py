@@ -68,6 +68,7 @@ from gradmix_plugin.utils import (
     dataset_provenance,
     parse_runner_args,
     prepare_test_config,
+    safe_checkpoint_loading,
 )
 
 RESULTS_FILE = 'robustness.json'
@@ -599,7 +600,8 @@ def main() -> None:
          f'source {source})')
 
     if todo or results.get('clean') is None:
-        runner.load_or_resume()
+        with safe_checkpoint_loading():
+            runner.load_or_resume()
         hook = next((h for h in runner.hooks if isinstance(h, OSRBankHook)),
                     None)
         if hook is None:

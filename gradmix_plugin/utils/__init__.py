@@ -1,9 +1,13 @@
 from .checkpoint import (
+    DamagedCheckpointError,
     UnsafeCheckpointError,
     check_checkpoint_fits,
+    load_checkpoint_file,
     load_from_local_safely,
     register_checkpoint_loader,
     register_safe_globals,
+    safe_checkpoint_loading,
+    verify_checkpoint_file,
 )
 from .config_rules import (
     ConfigConflictError,
@@ -35,17 +39,17 @@ from .setup_env import (
 )
 from .worker_seed import resumable_worker_init_fn
 
-register_checkpoint_loader()
-
 __all__ = [
-    'ConfigConflictError', 'ProvenanceMismatchError', 'UnsafeCheckpointError',
+    'ConfigConflictError', 'DamagedCheckpointError',
+    'ProvenanceMismatchError', 'UnsafeCheckpointError',
     'add_custom_hook', 'add_runner_args', 'build_runner', 'build_test_runner',
     'check_checkpoint_fits', 'check_osr_evaluator', 'check_provenance',
     'collect_provenance', 'dataset_provenance', 'distributed_teardown',
     'file_sha256', 'free_port', 'iter_dicts', 'library_versions',
-    'load_from_local_safely',
+    'load_checkpoint_file', 'load_from_local_safely',
     'merge_data_preprocessor', 'merge_options', 'parse_runner_args',
     'prepare_config', 'prepare_test_config', 'recorded_provenance',
     'register_checkpoint_loader', 'register_safe_globals',
-    'resumable_worker_init_fn', 'setup_distributed'
+    'resumable_worker_init_fn', 'safe_checkpoint_loading',
+    'setup_distributed', 'verify_checkpoint_file'
 ]

@@ -2,23 +2,40 @@
 
 Since torch 2.6, ``torch.load`` only unpickles allow-listed globals. An
 mmengine checkpoint carries a few more (the message hub's ``HistoryBuffer``
-and numpy arrays/scalars), so plain ``load_from``/``--resume`` break. This
-module allow-lists exactly those globals and registers a checkpoint loader
-for local files that keeps ``weights_only=True`` and refuses any other
-pickled object with an error naming it. Nothing is executed while refusing.
+and numpy arrays/scalars), so plain ``load_from``/``--resume`` break.
+:func:`load_from_local_safely` allow-lists exactly those globals for the
+duration of one load, keeps ``weights_only=True``, refuses any other
+pickled object with an error naming it (nothing is executed while
+refusing) and verifies the CRC-32 of every stored entry, so a file damaged
+on disk is refused instead of loading altered weights.
+
+Importing the plugin changes nothing process-wide: the runner, the tools
+and the inferencer load checkpoints inside :func:`safe_checkpoint_loading`,
+which routes mmengine's loader for local files through
+:func:`load_from_local_safely` and restores mmengine's own on exit.
 """
+import contextlib
+import glob
+import logging
+import os
 import os.path as osp
 import pickle
-from typing import Callable, List, Optional, Tuple
+import zipfile
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds a pickled object outside the allow-list."""
+
+
+class DamagedCheckpointError(RuntimeError):
+    """A checkpoint file is damaged, truncated or not a checkpoint."""
 
 
 def _history_buffer_getattr(obj: object, name: str) -> Callable:
@@ -70,8 +87,24 @@ def safe_globals() -> List:
 
 
 def register_safe_globals() -> None:
-    """Allow-list the globals of mmengine checkpoints (idempotent)."""
+    """Allow-list the globals of mmengine checkpoints for the whole process
+    (explicit opt-in; nothing calls it at import)."""
     torch.serialization.add_safe_globals(safe_globals())
+
+
+@contextlib.contextmanager
+def _allow_listed() -> Iterator[None]:
+    """Add :func:`safe_globals` to torch's allow-list inside, and leave the
+    allow-list exactly as it was on exit (also entries the caller had
+    added before, which ``torch.serialization.safe_globals`` would
+    remove)."""
+    before = list(torch.serialization.get_safe_globals())
+    torch.serialization.add_safe_globals(safe_globals())
+    try:
+        yield
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
 
 
 def _unsafe_globals(filename: str) -> Tuple[str, ...]:
@@ -84,9 +117,55 @@ def _unsafe_globals(filename: str) -> Tuple[str, ...]:
     return tuple(name for name in found if name not in allowed)
 
 
+def verify_checkpoint_file(filename: str) -> None:
+    """Refuse a file that is not an intact ``torch.save`` archive.
+
+    ``torch.save`` writes a zip archive with a CRC-32 checksum of every
+    entry (the pickled structure and each tensor's storage); ``torch.load``
+    never checks them, so bytes changed on disk load as altered weights.
+    Reading every entry once and comparing its checksum detects that.
+    Files in torch's legacy (pre-1.6, plain pickle) format carry no
+    checksum and pass.
+
+    Args:
+        filename (str): Path of the checkpoint file.
+
+    Raises:
+        DamagedCheckpointError: The file is neither a zip archive nor a
+            pickle, is truncated, or an entry's data does not match its
+            checksum (the entry is named).
+    """
+    with open(filename, 'rb') as file:
+        head = file.read(4)
+    if not zipfile.is_zipfile(filename):
+        if head[:1] == b'\x80':  # a legacy pickle-format checkpoint
+            return
+        raise DamagedCheckpointError(
+            f'checkpoint file {filename} is not a PyTorch checkpoint: it is '
+            'neither a zip archive (what torch.save writes) nor a legacy '
+            f'pickle (it starts with {head!r}). Check the path: it should '
+            'name a .pth file written by training.')
+    try:
+        with zipfile.ZipFile(filename) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise DamagedCheckpointError(
+            f'checkpoint file {filename} is damaged (truncated or '
+            f'overwritten: {err}). Use an intact checkpoint, e.g. an earlier '
+            'epoch_*.pth of the same work dir.') from err
+    if bad is not None:
+        raise DamagedCheckpointError(
+            f'checkpoint file {filename} is damaged: the data of its entry '
+            f'{bad!r} does not match the CRC-32 checksum written with it '
+            '(the file changed on disk after it was saved). Nothing was '
+            'loaded; use an intact checkpoint, e.g. an earlier epoch_*.pth '
+            'of the same work dir, or retrain.')
+
+
 def load_from_local_safely(filename: str,
                            map_location: Optional[str] = None) -> dict:
-    """Load a local checkpoint with ``weights_only=True``.
+    """Load a local checkpoint with ``weights_only=True``, after checking
+    its entries' checksums (:func:`verify_checkpoint_file`).
 
     Args:
         filename (str): Path of the checkpoint file.
@@ -99,26 +178,29 @@ def load_from_local_safely(filename: str,
         FileNotFoundError: The file does not exist.
         UnsafeCheckpointError: The file holds a pickled global outside the
             allow-list (named in the message); it is not executed.
-        RuntimeError: The file is not a readable PyTorch checkpoint.
+        DamagedCheckpointError: The file is damaged or not a PyTorch
+            checkpoint (a ``RuntimeError``).
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    verify_checkpoint_file(filename)
     try:
-        return torch.load(
-            filename, map_location=map_location, weights_only=True)
+        with _allow_listed():
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if 'Weights only load failed' not in str(err):
-            raise RuntimeError(
+            raise DamagedCheckpointError(
                 f'checkpoint file {filename} is corrupted or not a PyTorch '
                 f'checkpoint: {err}') from err
         try:
             names = _unsafe_globals(filename)
-        except (RuntimeError, EOFError, ValueError,
+        except (RuntimeError, EOFError, ValueError, KeyError,
                 pickle.UnpicklingError) as scan_err:
             # Not a torch.save file at all (e.g. a legacy-format or
             # garbage file whose first bytes happen to unpickle).
-            raise RuntimeError(
+            raise DamagedCheckpointError(
                 f'checkpoint file {filename} is corrupted or not a PyTorch '
                 f'checkpoint: {scan_err}') from err
         what = (f'pickled global(s) {", ".join(names)} outside the '
@@ -129,10 +211,53 @@ def load_from_local_safely(filename: str,
             'Nothing was executed. Only load checkpoints you trust; if the '
             'object is legitimate, allow it with '
             'torch.serialization.add_safe_globals.') from err
-    except (RuntimeError, EOFError, ValueError) as err:
-        raise RuntimeError(
+    except (RuntimeError, EOFError, ValueError, KeyError) as err:
+        raise DamagedCheckpointError(
             f'checkpoint file {filename} is corrupted or not a PyTorch '
             f'checkpoint ({type(err).__name__}: {err})') from err
+
+
+@contextlib.contextmanager
+def safe_checkpoint_loading() -> Iterator[None]:
+    """Load local checkpoints with :func:`load_from_local_safely` inside.
+
+    mmengine's ``Runner.load_checkpoint`` / ``resume`` and
+    ``CheckpointLoader.load_checkpoint`` go through
+    :func:`load_from_local_safely` for local paths inside the block;
+    mmengine's own loader for local files is restored on exit, so nothing
+    outside the block (the rest of a user's process) changes. Blocks nest.
+
+    Example:
+        >>> with safe_checkpoint_loading():
+        ...     runner.train()  # ``load_from`` / ``resume`` are safe
+    """
+    previous = CheckpointLoader._schemes.get('')
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_from_local_safely, force=True)
+    try:
+        yield
+    finally:
+        # ``register_scheme`` re-sorts into a new dict: look it up again.
+        if previous is None:
+            CheckpointLoader._schemes.pop('', None)
+        else:
+            CheckpointLoader._schemes[''] = previous
+
+
+def load_checkpoint_file(filename: str,
+                         map_location: Optional[str] = 'cpu') -> dict:
+    """Load a checkpoint (any scheme mmengine knows) inside
+    :func:`safe_checkpoint_loading`.
+
+    Args:
+        filename (str): Path or URL of the checkpoint.
+        map_location (str, optional): Defaults to ``'cpu'``.
+
+    Returns:
+        dict: The loaded checkpoint.
+    """
+    with safe_checkpoint_loading():
+        return CheckpointLoader.load_checkpoint(filename, map_location)
 
 
 def check_checkpoint_fits(model: torch.nn.Module,
@@ -160,7 +285,7 @@ def check_checkpoint_fits(model: torch.nn.Module,
             five of each kind, and how many more).
     """
     if checkpoint is None:
-        checkpoint = CheckpointLoader.load_checkpoint(filename, 'cpu')
+        checkpoint = load_checkpoint_file(filename)
     state_dict = checkpoint.get('state_dict', checkpoint)
     state_dict = {
         key[len('module.'):] if key.startswith('module.') else key: value
@@ -196,7 +321,84 @@ def check_checkpoint_fits(model: torch.nn.Module,
 
 def register_checkpoint_loader() -> None:
     """Make mmengine load local checkpoints with
-    :func:`load_from_local_safely` (``load_from``, ``--resume``, tests)."""
+    :func:`load_from_local_safely` for the rest of the process.
+
+    An explicit, process-wide opt-in for a user's own scripts; the plugin
+    itself never calls it (it uses :func:`safe_checkpoint_loading`).
+    """
     register_safe_globals()
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_from_local_safely, force=True)
+
+
+def replace_file_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader (or a process killed at
+    any moment) sees either the old or the new content, never a mix.
+
+    Args:
+        path (str): The file.
+        text (str): Its new content.
+    """
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w') as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
+def is_intact_checkpoint(filename: str) -> bool:
+    """Whether ``filename`` exists and passes
+    :func:`verify_checkpoint_file`."""
+    try:
+        verify_checkpoint_file(filename)
+    except (DamagedCheckpointError, OSError):
+        return False
+    return True
+
+
+def find_resumable_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``--resume`` continues from in ``work_dir``.
+
+    The one ``last_checkpoint`` names, if it is intact; otherwise (a run
+    killed while saving by an older version, a file deleted or damaged on
+    disk) the newest intact ``*.pth`` of the work dir, with a warning
+    naming both.
+
+    Args:
+        work_dir (str): The work dir.
+
+    Returns:
+        str or None: The checkpoint, or None if the work dir has no
+        intact one (with a warning if ``last_checkpoint`` named one).
+    """
+    named = None
+    save_file = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(save_file):
+        with open(save_file) as file:
+            named = file.read().strip() or None
+    if named is not None and is_intact_checkpoint(named):
+        return named
+    candidates = sorted(
+        (path for path in glob.glob(osp.join(work_dir, '*.pth'))
+         if osp.isfile(path) and path != named),
+        key=osp.getmtime,
+        reverse=True)
+    found = next((path for path in candidates if is_intact_checkpoint(path)),
+                 None)
+    if named is None and found is None:
+        return None
+    if named is None:
+        problem = f'{work_dir} has no last_checkpoint file'
+    elif osp.exists(named):
+        problem = f'last_checkpoint names {named}, which is damaged'
+    else:
+        problem = f'last_checkpoint names {named}, which does not exist'
+    print_log(
+        f'--resume: {problem}; ' +
+        (f'resuming from {found}, the newest intact checkpoint there'
+         if found else 'no intact checkpoint is left there: training '
+         'starts from scratch'),
+        logger='current',
+        level=logging.WARNING)
+    return found

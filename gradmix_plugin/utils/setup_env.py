@@ -14,9 +14,9 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
-from mmengine.runner import CheckpointLoader, Runner
+from mmengine.runner import Runner
 
-from .checkpoint import check_checkpoint_fits
+from .checkpoint import check_checkpoint_fits, load_checkpoint_file
 from .config_rules import check_osr_evaluator, iter_dicts, merge_options
 from .provenance import (
     check_provenance,
@@ -305,7 +305,7 @@ def build_test_runner(cfg: Config,
         Runner: The Runner, ready for ``runner.test()``.
     """
     check_osr_evaluator(cfg.get('test_evaluator'), 'test_evaluator')
-    loaded = CheckpointLoader.load_checkpoint(checkpoint, 'cpu')
+    loaded = load_checkpoint_file(checkpoint, 'cpu')
     check_provenance(
         recorded_provenance(loaded),
         dataset_provenance(cfg, 'test_dataloader'), checkpoint,

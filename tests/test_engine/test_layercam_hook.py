@@ -13,6 +13,7 @@ import gradmix_plugin  # noqa: F401
 from gradmix_plugin.engine.hooks import LayerCAMHook
 from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
 from gradmix_plugin.models.batch_augments import GradMix
+from gradmix_plugin.utils import load_from_local_safely
 
 NUM_CLASSES = 3
 
@@ -99,8 +100,8 @@ def test_runner_trains_with_gradmix_and_checkpoint_stays_clean(
     assert gradmix.attached_model is runner.model
     assert calls == [torch.Size([4, 3, 16, 16])] * 2
     # Only tensors in the checkpoint: it loads with weights_only=True.
-    checkpoint = torch.load(
-        tmp_path / 'iter_2.pth', map_location='cpu', weights_only=True)
+    checkpoint = load_from_local_safely(
+        str(tmp_path / 'iter_2.pth'), map_location='cpu')
     assert set(checkpoint['state_dict']) == set(
         runner.model.state_dict())
 

@@ -4,7 +4,9 @@ Imported through ``custom_imports`` (the tests put this folder on
 ``PYTHONPATH``), so they are registered in the training processes.
 """
 import json
+import os
 import os.path as osp
+import signal
 import time
 
 from mmengine.dist import get_rank
@@ -65,3 +67,20 @@ class ValMetricsRecorderHook(Hook):
             path = osp.join(runner.work_dir, 'val_metrics.json')
             with open(path, 'w') as file:
                 json.dump(self.records, file)
+
+
+@HOOKS.register_module()
+class KillWhileSavingHook(Hook):
+    """SIGKILL this process while the checkpoint of epoch ``epoch``
+    (1-based) is being saved: after the checkpoint hook started saving it
+    (mmengine's ``CheckpointHook`` has removed the checkpoint that
+    ``max_keep_ckpts`` drops by then), before the file is written."""
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if runner.epoch + 1 == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -20,7 +20,7 @@ import torch
 from mmengine.config import Config
 
 import gradmix_plugin  # noqa: F401  (registers; allow-lists checkpoints)
-from gradmix_plugin.utils import free_port
+from gradmix_plugin.utils import free_port, load_from_local_safely
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 HERE = osp.dirname(osp.abspath(__file__))
@@ -207,7 +207,9 @@ def run_subprocess(args: List[str], port: bool = False,
 
 
 def load_checkpoint(path: str) -> dict:
-    return torch.load(path, weights_only=True, map_location='cpu')
+    """Load with ``weights_only=True`` (and the allow-list of mmengine's
+    globals) after checking the file's checksums."""
+    return load_from_local_safely(path, map_location='cpu')
 
 
 def same_weights(a: dict, b: dict) -> bool:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from reliability_helpers import (
     ENV,
     REPO,
@@ -21,6 +22,9 @@ from reliability_helpers import (
     write_config,
 )
 
+# What the config names; the runner saves with AtomicCheckpointHook.
+CHECKPOINT_HOOK = 'AtomicCheckpointHook'
+
 PIPELINE = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -28,7 +32,11 @@ PIPELINE = [
 ]
 
 
-def config(tmp_path, png_root, name, hooks=()):
+def config(tmp_path, png_root, name, hooks=(), checkpoint=None):
+    extra = {}
+    if checkpoint is not None:
+        extra['default_hooks'] = dict(
+            logger=dict(type='LoggerHook', interval=1), checkpoint=checkpoint)
     return write_config(
         tmp_path / f'{name}.py',
         custom_imports=dict(
@@ -39,7 +47,8 @@ def config(tmp_path, png_root, name, hooks=()):
             dict(
                 type='CustomDataset', data_root=png_root,
                 pipeline=PIPELINE), 4),
-        **runtime(3, custom_hooks=[dict(type='LayerCAMHook'), *hooks]))
+        **runtime(
+            3, custom_hooks=[dict(type='LayerCAMHook'), *hooks], **extra))
 
 
 def wait_for(path, process, timeout=240):
@@ -95,6 +104,43 @@ def test_sigkill_mid_epoch_then_resume(tmp_path, png_root):
     plain = config(tmp_path, png_root, 'plain')
     run_tool('train', plain, '--work-dir', work_dir, '--resume')
     run_tool('train', plain, '--work-dir', str(tmp_path / 'straight'))
+    resumed = load_checkpoint(osp.join(work_dir, 'epoch_3.pth'))
+    straight = load_checkpoint(
+        osp.join(str(tmp_path / 'straight'), 'epoch_3.pth'))
+    assert resumed['meta']['iter'] == straight['meta']['iter'] == 12
+    assert same_weights(resumed, straight)
+
+
+@pytest.mark.slow
+def test_sigkill_while_saving_keeps_the_last_checkpoint(tmp_path, png_root):
+    """With ``max_keep_ckpts=1`` (the digits demo) mmengine's CheckpointHook
+    removes the only checkpoint before writing the next one: a kill in
+    between left no checkpoint. The checkpoint of epoch 1 must survive a
+    kill while epoch 2's is saved, and ``--resume`` must end where an
+    uninterrupted run ends, bit for bit."""
+    work_dir = str(tmp_path / 'killed')
+    keep_one = dict(type=CHECKPOINT_HOOK, interval=1, max_keep_ckpts=1)
+    killing = config(
+        tmp_path, png_root, 'killing',
+        [dict(type='KillWhileSavingHook', epoch=2)], checkpoint=keep_one)
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', killing, '--work-dir', work_dir],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+
+    assert sorted(f for f in os.listdir(work_dir) if f.endswith('.pth')) \
+        == ['epoch_1.pth']
+    with open(osp.join(work_dir, 'last_checkpoint')) as file:
+        assert file.read().strip() == osp.join(work_dir, 'epoch_1.pth')
+    assert load_checkpoint(osp.join(work_dir, 'epoch_1.pth'))['meta'][
+        'iter'] == 4
+
+    plain = config(tmp_path, png_root, 'plain', checkpoint=keep_one)
+    run_tool('train', plain, '--work-dir', work_dir, '--resume')
+    run_tool('train', plain, '--work-dir', str(tmp_path / 'straight'))
+    assert sorted(f for f in os.listdir(work_dir) if f.endswith('.pth')) \
+        == ['epoch_3.pth']
+    assert not [f for f in os.listdir(work_dir) if '.tmp' in f]
     resumed = load_checkpoint(osp.join(work_dir, 'epoch_3.pth'))
     straight = load_checkpoint(
         osp.join(str(tmp_path / 'straight'), 'epoch_3.pth'))

@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-import gradmix_plugin  # noqa: F401  (allow-lists checkpoint globals)
+import gradmix_plugin  # noqa: F401  (registers the plugin)
+from gradmix_plugin.utils import load_from_local_safely
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
@@ -86,8 +87,8 @@ def train(tmp_path, png_root, max_epochs, work_dir, *extra, rng_hook=True):
         write_config(tmp_path, png_root, max_epochs, rng_hook),
         '--work-dir', work_dir, *extra
     ])
-    checkpoint = torch.load(
-        osp.join(work_dir, f'epoch_{max_epochs}.pth'), weights_only=True)
+    checkpoint = load_from_local_safely(
+        osp.join(work_dir, f'epoch_{max_epochs}.pth'))
     return out, checkpoint
 
 
@@ -128,7 +129,6 @@ def test_torchrun_two_cpu_processes(tmp_path, png_root):
     ],
               env=dict(ENV, PORT=str(29500 + os.getpid() % 1000)))
     assert 'initialised gloo process group: rank 0 of 2' in out
-    checkpoint = torch.load(
-        osp.join(work_dir, 'epoch_1.pth'), weights_only=True)
+    checkpoint = load_from_local_safely(osp.join(work_dir, 'epoch_1.pth'))
     # 16 images, batch 4 per process, 2 processes: 2 iterations per epoch.
     assert checkpoint['meta']['iter'] == 2
