@@ -11,7 +11,7 @@ with the CIFAR stem, Adam; ``--width`` narrows the backbone):
 - ``ce``: mmpretrain ``ImageClassifier`` with cross-entropy;
 - ``ce_mixup``, ``ce_cutmix``: with mmpretrain's Mixup / CutMix;
 - ``ce_gradmix``: with ``GradMix(fill='partner')`` in the data preprocessor,
-  the model attached by ``LayerCAMHook`` as in training.
+  the model attached by ``GradMixModelHook`` as in training.
 
 ``--backbones`` adds other backbone families, each a GradMix recipe of its
 config and the same config without GradMix as its baseline (recipe names
@@ -66,7 +66,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from gradmix_plugin.attribution import LayerCAM, layercam_maps
-from gradmix_plugin.engine.hooks import LayerCAMHook
+from gradmix_plugin.engine.hooks import GradMixModelHook
 from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
 
 CONTRASTIVE_RECIPES = ('supcon_simclr', 'supcon_simclr_gradmix')
@@ -222,7 +222,7 @@ def build_model(recipe: str, model_cfg: ConfigDict,
     """Build a recipe's model in training mode on ``device``.
 
     A model with GradMix batch augments (CE mode) is attached to them by
-    :class:`LayerCAMHook`, as at the start of training.
+    :class:`GradMixModelHook`, as at the start of training.
     """
     model = MODELS.build(model_cfg)
     model.init_weights()
@@ -230,7 +230,7 @@ def build_model(recipe: str, model_cfg: ConfigDict,
     if find_gradmix_augments(model):
         runner = SimpleNamespace(
             model=model, logger=MMLogger.get_current_instance())
-        LayerCAMHook().before_train(runner)
+        GradMixModelHook().before_train(runner)
     return model
 
 

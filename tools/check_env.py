@@ -102,7 +102,7 @@ def ce_model() -> torch.nn.Module:
                     attribution_layers=LAYERS,
                     fill='partner'))))
     for gradmix in find_gradmix_augments(model):
-        gradmix.attach_model(model)  # what LayerCAMHook does
+        gradmix.attach_model(model)  # what GradMixModelHook does
     return model
 
 

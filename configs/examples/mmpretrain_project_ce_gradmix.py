@@ -2,9 +2,9 @@
 # model, dataset, schedule and runtime bases, plus what the plugin adds
 # (the README's "Use it from an existing mmpretrain project").
 # Data: image folders data_root/{train,test}/<class name>/<image>, e.g.
-#   python tools/train.py configs/examples/mmpretrain_project_ce_gradmix.py \
+#   mim train mmpretrain configs/examples/mmpretrain_project_ce_gradmix.py \
 #       --cfg-options data_root=/data/cifar10 osr_split=2
-# (the tools copy data_root and osr_split into every dataset below).
+# (OSRRunner copies data_root and osr_split into every dataset below).
 _base_ = [
     'mmpretrain::_base_/models/resnet18_cifar.py',
     'mmpretrain::_base_/datasets/cifar10_bs16.py',
@@ -12,6 +12,9 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['gradmix_plugin'], allow_failed_imports=False)
+# The plugin's runner under any tool (mmpretrain's runtime base has none):
+# osr_split / data_root overrides, provenance checks, osr_metrics.json.
+runner_type = 'OSRRunner'
 
 data_root = 'data/cifar10'
 osr_split = 0
@@ -68,7 +71,7 @@ test_evaluator = val_evaluator
 
 custom_hooks = [
     # Hands the model being trained to GradMix.
-    dict(type='LayerCAMHook'),
+    dict(type='GradMixModelHook'),
     # The kNN bank: known training images with the test pipeline.
     dict(
         type='OSRBankHook',

@@ -18,6 +18,7 @@ import ast
 import difflib
 import logging
 import os.path as osp
+import warnings
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, ConfigDict
@@ -431,8 +432,13 @@ def read_config_file(filename: str) -> Config:
     Returns:
         Config: The parsed config.
     """
-    return Config.fromfile(
-        filename, import_custom_modules=False, format_python_code=False)
+    with warnings.catch_warnings():
+        # mmengine imports pkg_resources for every ``pkg::`` base, which
+        # older setuptools deprecate with a warning each time.
+        warnings.filterwarnings(
+            'ignore', 'pkg_resources is deprecated', UserWarning)
+        return Config.fromfile(
+            filename, import_custom_modules=False, format_python_code=False)
 
 
 def base_config_files(filename: str) -> List[str]:
@@ -550,6 +556,18 @@ def _changed_paths(reference: Config, cfg: Config) -> Dict[str, Any]:
     return changed
 
 
+def _refuse_unused(cfg: Config, reference: Config, key: str, used: bool,
+                   why: str) -> None:
+    """Refuse a changed propagated key that no dataset would read."""
+    if used or key not in cfg or reference is cfg:
+        return
+    if key in reference and _same(cfg[key], reference[key]):
+        return
+    raise ConfigVariableError(
+        f'{key}={cfg[key]!r} would be ignored: {why}. Remove the option, '
+        'or set the nested key of the dataset that is meant.')
+
+
 def apply_config_rules(cfg: Config) -> Config:
     """Apply the rules of this module to a merged config.
 
@@ -587,6 +605,12 @@ def apply_config_rules(cfg: Config) -> Config:
             except (KeyError, IndexError, TypeError):
                 pass
     options = {} if reference is cfg else _changed_paths(reference, cfg)
+    _refuse_unused(cfg, reference, 'data_root', bool(tied),
+                   'no dataset of the config shares the data root of the '
+                   'training set (it reads its data from elsewhere)')
+    _refuse_unused(cfg, reference, 'osr_split',
+                   bool(find_osr_datasets(cfg)),
+                   'the config has no OSRDataset')
     _apply_osr_split(cfg, options)
     _apply_data_root(cfg, tied, root_before)
     merge_data_preprocessor(cfg)

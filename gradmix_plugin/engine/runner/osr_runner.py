@@ -7,7 +7,6 @@ import gc
 import logging
 import os.path as osp
 import weakref
-from contextlib import nullcontext
 from typing import Callable, TypeVar
 
 import torch.distributed as torch_dist
@@ -15,16 +14,15 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
-from mmengine.runner import (
-    CheckpointLoader,
-    Runner,
-    find_latest_checkpoint,
-)
+from mmengine.runner import Runner, find_latest_checkpoint
 from mmpretrain.registry import RUNNERS
 from torch import nn
 
-from ...utils import checkpoint as checkpoint_utils
-from ...utils.checkpoint import check_checkpoint_fits
+from ...utils.checkpoint import (
+    check_checkpoint_fits,
+    load_checkpoint_file,
+    safe_checkpoint_loading,
+)
 from ...utils.config_rules import apply_config_rules, check_osr_evaluator
 from ...utils.provenance import (
     check_provenance,
@@ -256,10 +254,7 @@ class OSRRunner(Runner):
         Returns:
             dict: The checkpoint.
         """
-        load = getattr(checkpoint_utils, 'load_checkpoint_file', None)
-        if load is None:
-            return CheckpointLoader.load_checkpoint(path, 'cpu')
-        return load(path, 'cpu')
+        return load_checkpoint_file(path, 'cpu')
 
     def check_after_build(self) -> None:
         """Refuse a resumed checkpoint that does not fit the model."""
@@ -300,9 +295,7 @@ class OSRRunner(Runner):
             What ``loop`` returns.
         """
         try:
-            safe_loading = getattr(checkpoint_utils,
-                                   'safe_checkpoint_loading', nullcontext)
-            with safe_loading():
+            with safe_checkpoint_loading():
                 result = loop()
         except BaseException:
             if self.distributed:

@@ -29,7 +29,7 @@ class GradMix:
     - :meth:`__call__` is the mmpretrain batch augment for any classifier
       (``data_preprocessor.batch_augments``). It computes the maps itself
       with :class:`~gradmix_plugin.attribution.LayerCAM`, which needs the
-      model attached by ``dict(type='LayerCAMHook')`` in ``custom_hooks``.
+      model attached by ``dict(type='GradMixModelHook')`` in ``custom_hooks``.
 
     Args:
         attribution_layers (Sequence[str | dict]): Names of the modules
@@ -324,7 +324,7 @@ class GradMix:
         if self._layercam is None:
             raise RuntimeError(
                 'GradMix needs the model being trained for its attribution '
-                "maps: add dict(type='LayerCAMHook') to `custom_hooks` in "
+                "maps: add dict(type='GradMixModelHook') to `custom_hooks` in "
                 'the config (or call GradMix.attach_model(model)).')
         batch_score = batch_score.float()
         if not self.sample_apply():

@@ -242,7 +242,7 @@ def test_ce_mode_deterministic_under_seed_and_pred_objective(build_classifier):
 
 def test_prob_and_missing_model(build_classifier):
     gradmix = GradMix(prob=0.0)
-    with pytest.raises(RuntimeError, match=r"dict\(type='LayerCAMHook'\)"):
+    with pytest.raises(RuntimeError, match=r"dict\(type='GradMixModelHook'\)"):
         gradmix(torch.randn(2, 3, 8, 8), torch.eye(2))
     gradmix.attach_model(build_classifier())
     inputs = torch.randn(2, 3, 8, 8)
