@@ -143,6 +143,7 @@ def test_config_builds(path):
         assert {d.split for d in datasets} == {cfg.osr_split}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('path', CONFIGS, ids=CONFIG_NAMES)
 def test_config_trains_two_iterations(path, tmp_path):
     cfg = make_tiny(Config.fromfile(path), tmp_path)
@@ -189,6 +190,7 @@ def test_one_option_selects_the_split_everywhere():
     assert all(dataset.split == 3 for dataset in osr_datasets(cfg))
 
 
+@pytest.mark.slow
 def test_linear_probe_loads_the_self_supervised_backbone(tmp_path):
     """The self-supervised checkpoint initialises the frozen backbone of the
     linear probe, which then stays unchanged while the head learns."""
@@ -216,6 +218,7 @@ def test_linear_probe_loads_the_self_supervised_backbone(tmp_path):
     assert not torch.equal(probe_runner.model.head.fc.weight, head_before)
 
 
+@pytest.mark.slow
 def test_digits_demo_learns_open_set_recognition(tmp_path):
     """A shortened demo run is clearly better than chance (AUROC 50)."""
     cfg = Config.fromfile(DEMO)

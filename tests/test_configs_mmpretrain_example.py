@@ -34,6 +34,7 @@ def cifar_like_root(tmp_path_factory) -> str:
     return str(root)
 
 
+@pytest.mark.slow
 def test_example_trains_normalised_on_the_given_data_root(
         cifar_like_root, tmp_path):
     cfg = prepare_config(

@@ -1,14 +1,12 @@
 """Smoke test of the backbone families of benchmark_training.py."""
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
+from helpers import ENV, REPO
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 FAMILY_RECIPES = {
     'ce_vit': 'ce_vit', 'ce_gradmix_vit': 'ce_vit',
     'supcon_simclr_vit': 'supcon_simclr_vit',
@@ -19,6 +17,7 @@ FAMILY_RECIPES = {
 }
 
 
+@pytest.mark.slow
 def test_backbone_families_quick(tmp_path):
     out = tmp_path / 'training.json'
     completed = subprocess.run(
@@ -32,10 +31,6 @@ def test_backbone_families_quick(tmp_path):
     assert {r: s['baseline'] for r, s in steps.items()} == FAMILY_RECIPES
     assert results['settings']['image_sizes'][
         'supcon_simclr_gradmix_resnet50'] == 32  # twice --image-size 16
-    for step in steps.values():
-        assert step['peak_memory_mib'] > 0
-        assert step['ratio_to_baseline'] == pytest.approx(
-            step['median_s'] / steps[step['baseline']]['median_s'])
     assert set(results['attribution']) == {
         r for r in FAMILY_RECIPES if 'gradmix' in r}
     for recipe, entry in results['attribution'].items():

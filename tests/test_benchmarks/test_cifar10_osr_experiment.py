@@ -9,11 +9,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import ENV, REPO
 from mmengine.config import Config
 from PIL import Image
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 ARMS = ('ce', 'gradmix')
 
 
@@ -44,6 +43,7 @@ def run_experiment(data_root: str, work_root: str) -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_experiment_trains_tests_and_resumes(cifar_root, tmp_path):
     work_root = str(tmp_path / 'work')
     run_experiment(cifar_root, work_root)

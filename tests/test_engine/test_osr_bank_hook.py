@@ -253,6 +253,7 @@ def distributed_worker(rank, world_size, port, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_give_the_single_process_numbers(tmp_path):
     metrics, bank_feats, bank_labels = evaluate_pipeline()
     mp.spawn(

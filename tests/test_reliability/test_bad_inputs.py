@@ -124,6 +124,7 @@ def save_checkpoint(path, num_classes):
     return str(path)
 
 
+@pytest.mark.slow
 def test_checkpoint_with_other_number_of_classes(tmp_path, png_root):
     checkpoint = save_checkpoint(tmp_path / 'three_classes.pth', 3)
     with pytest.raises(ValueError,
@@ -144,6 +145,7 @@ def test_checkpoint_of_another_model_lists_missing_and_unexpected(tmp_path):
                               str(checkpoint))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('damage', ['garbage', 'truncated', 'empty'])
 def test_corrupted_checkpoint(tmp_path, png_root, damage):
     path = save_checkpoint(tmp_path / 'model.pth', 2)

@@ -24,6 +24,7 @@ import json
 import os.path as osp
 
 import numpy as np
+import pytest
 import torch
 from reliability_helpers import (
     TINY_BACKBONE,
@@ -89,6 +90,7 @@ def losses(work_dir, rank):
         return np.array([record['loss'] for record in json.load(file)])
 
 
+@pytest.mark.slow
 def test_two_processes_follow_one_process(tmp_path):
     single_dir = str(tmp_path / 'single')
     dist_dir = str(tmp_path / 'dist')
@@ -173,6 +175,7 @@ def bn_config(tmp_path):
             ]))
 
 
+@pytest.mark.slow
 def test_distributed_validation_equals_test_of_the_checkpoint(tmp_path):
     """Each rank's BatchNorm statistics differ (DDP does not broadcast
     buffers here): the tools average them before validation and saving,

@@ -11,6 +11,7 @@ with seeds drawn from those states).
 """
 import os.path as osp
 
+import pytest
 from reliability_helpers import (
     LAYERS,
     RANDOM_VIEW,
@@ -105,6 +106,7 @@ def stop_and_resume(make_config, tmp_path):
             train_scalars(split_dir), first['meta']['iter'])
 
 
+@pytest.mark.slow
 def test_ce_gradmix_resume_is_bit_identical(tmp_path, png_root):
     straight, resumed, straight_log, resumed_log, first_iters = \
         stop_and_resume(lambda e: ce_config(tmp_path, png_root, e), tmp_path)
@@ -116,6 +118,7 @@ def test_ce_gradmix_resume_is_bit_identical(tmp_path, png_root):
         assert resumed_log[step]['loss'] == straight_log[step]['loss']
 
 
+@pytest.mark.slow
 def test_ce_gradmix_resume_without_rng_state_diverges(tmp_path, png_root):
     # The oracle of the test above: without the random states in the
     # checkpoint, the resumed epoch draws other flips, GradMix ratios and
@@ -125,6 +128,7 @@ def test_ce_gradmix_resume_without_rng_state_diverges(tmp_path, png_root):
     assert not same_weights(straight, resumed)
 
 
+@pytest.mark.slow
 def test_contrastive_gradmix_resume_is_bit_identical(tmp_path):
     straight, resumed, straight_log, resumed_log, first_iters = \
         stop_and_resume(lambda e: contrastive_config(tmp_path, e), tmp_path)

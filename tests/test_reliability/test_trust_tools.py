@@ -80,6 +80,7 @@ def test_checkpoint_records_its_provenance(trained):
             'python'} <= set(record['versions'])
 
 
+@pytest.mark.slow
 def test_metrics_json_records_config_data_and_checkpoint(trained, tmp_path):
     config, _, checkpoint = trained
     run_tool('test', config, checkpoint, '--work-dir', str(tmp_path))
@@ -93,6 +94,7 @@ def test_metrics_json_records_config_data_and_checkpoint(trained, tmp_path):
     assert 'osr/msp/auroc' in report
 
 
+@pytest.mark.slow
 def test_test_refuses_a_checkpoint_of_another_split(trained, tmp_path):
     config, _, checkpoint = trained
     with pytest.raises(ProvenanceMismatchError) as err:
@@ -108,6 +110,7 @@ def test_test_refuses_a_checkpoint_of_another_split(trained, tmp_path):
     assert osp.exists(tmp_path / 'osr_metrics.json')
 
 
+@pytest.mark.slow
 def test_test_refuses_a_checkpoint_of_another_dataset(trained, tmp_path):
     config, _, checkpoint = trained
     other = write(
@@ -125,6 +128,7 @@ def test_test_refuses_a_checkpoint_of_another_dataset(trained, tmp_path):
         run_tool('test', other, checkpoint, '--work-dir', str(tmp_path))
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_split(trained, tmp_path):
     config, work_dir, checkpoint = trained
     with pytest.raises(ProvenanceMismatchError,
@@ -133,6 +137,7 @@ def test_resume_refuses_another_split(trained, tmp_path):
                  checkpoint, '--cfg-options', 'osr_split=2')
 
 
+@pytest.mark.slow
 def test_resume_without_checkpoint_says_so(trained, tmp_path):
     config, _, _ = trained
     with logged_messages() as messages:
@@ -142,6 +147,7 @@ def test_resume_without_checkpoint_says_so(trained, tmp_path):
     assert osp.exists(tmp_path / 'epoch_1.pth')
 
 
+@pytest.mark.slow
 def test_test_checks_the_evaluator_before_testing(trained, tmp_path):
     config, _, checkpoint = trained
     with pytest.raises(ValueError,
@@ -157,6 +163,7 @@ def test_test_checks_the_evaluator_before_testing(trained, tmp_path):
     (dict(type='NoSuchDataset'), 'NoSuchDataset'),
     (dict(type='CustomDataset', data_root='/no/such/bank'), '/no/such/bank'),
 ])
+@pytest.mark.slow
 def test_bad_bank_loader_fails_before_the_first_iteration(
         tmp_path, dataset, message):
     bank = osr_digits('known', 'train', 24, PIPELINE)
@@ -167,6 +174,7 @@ def test_bad_bank_loader_fails_before_the_first_iteration(
     assert not osp.exists(tmp_path / 'work' / 'epoch_1.pth')
 
 
+@pytest.mark.slow
 def test_resume_with_other_shapes_fails_short(trained, tmp_path):
     config, work_dir, checkpoint = trained
     with pytest.raises(ValueError) as err:

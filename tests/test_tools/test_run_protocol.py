@@ -1,6 +1,12 @@
 """tools/run_protocol.py on the digits config: 2 splits x 1 seed of a tiny
-network for one epoch, rerun, resume, SLURM through fake sbatch/srun, Ctrl-C
-and bad inputs."""
+network for one epoch, rerun, resume, the reference's two-stage digits
+recipe, SLURM through stand-in sbatch/srun/squeue scripts, Ctrl-C, a killed
+runner and bad inputs. The same tool against a real SLURM cluster:
+``slurm/test_run_protocol_slurm.py``.
+
+The stand-in scripts stay for what a real cluster cannot show
+deterministically or at all: the GPU resources of a job (``--gres``, no GPU
+here), a job that stays queued, and the command lines themselves."""
 import csv
 import importlib
 import json
@@ -9,48 +15,28 @@ import os.path as osp
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import threading
 import time
 from unittest import mock
 
 import pytest
+import torch
+from protocol_helpers import (
+    CONFIG,
+    NAME,
+    STAGE1,
+    STAGE2,
+    THREADS,
+    TOOLS,
+    protocol,
+    read_state,
+    run_protocol,
+    write_config,
+)
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(REPO, 'tools')
-if TOOLS not in sys.path:
-    sys.path.append(TOOLS)  # last: tools/test.py must not shadow `test`
-run_protocol = importlib.import_module('run_protocol')
 summarize_osr = importlib.import_module('summarize_osr')
-
-CONFIG = osp.join(REPO, 'configs', 'gradmix_resnet18_digits.py')
-NAME = 'gradmix_resnet18_digits'
-# A narrow network, one epoch of 2 iterations, 40 test images, no
-# validation during training.
-TINY = [
-    'model.backbone.stem_channels=8', 'model.backbone.base_channels=8',
-    'model.projector.in_channels=64', 'model.projector.hid_channels=64',
-    'train_cfg.max_epochs=1', 'param_scheduler.end=1',
-    'param_scheduler.T_max=1', 'train_dataloader.batch_size=16',
-    'train_dataloader.dataset.dataset.indices=48',
-    'test_dataloader.dataset.dataset.indices=40',
-    'custom_hooks.0.dataloader.dataset.dataset.indices=48', 'val_cfg=None',
-    'val_dataloader=None', 'val_evaluator=None', 'test_evaluator.knn_k=5'
-]
-THREADS = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-
-
-def protocol(work_root, *extra, splits=('0', '1'), options=TINY):
-    return run_protocol.main([
-        CONFIG, '--splits', *splits, '--seeds', '0', '--work-root',
-        str(work_root), *extra, '--cfg-options', *options
-    ])
-
-
-def read_state(root, name):
-    with open(osp.join(root, NAME, name, 'state.json')) as f:
-        return json.load(f)
-
 
 @pytest.fixture(scope='module')
 def work_root(tmp_path_factory):
@@ -61,6 +47,7 @@ def work_root(tmp_path_factory):
     return str(root)
 
 
+@pytest.mark.slow
 def test_every_run_trains_tests_and_is_skipped_on_rerun(work_root, capsys):
     states = [read_state(work_root, f'split{k}_seed0') for k in (0, 1)]
     assert [s['status'] for s in states] == ['done', 'done']
@@ -82,6 +69,7 @@ def test_every_run_trains_tests_and_is_skipped_on_rerun(work_root, capsys):
     assert read_state(work_root, 'split0_seed0') == states[0]
 
 
+@pytest.mark.slow
 def test_summary_equals_summarize_osr(work_root, tmp_path):
     root = osp.join(work_root, NAME)
     csv_path = str(tmp_path / 'direct.csv')
@@ -126,6 +114,7 @@ exec "${{command[@]}}"
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
+@pytest.mark.slow
 def test_slurm_resumes_an_interrupted_run(work_root, tmp_path, monkeypatch):
     root = tmp_path / 'root'
     shutil.copytree(work_root, root)
@@ -165,6 +154,7 @@ def test_slurm_resumes_an_interrupted_run(work_root, tmp_path, monkeypatch):
     assert protocol(root, '--summarize-only') == 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_terminates_the_tool_and_marks_the_run(tmp_path, monkeypatch):
     pid_file = tmp_path / 'pid'
     sleeper = [
@@ -206,6 +196,7 @@ def test_failed_run_is_reported_with_its_log(tmp_path, monkeypatch, capsys):
     assert read_state(tmp_path, 'split2_seed0')['returncode'] == 3
 
 
+@pytest.mark.slow
 def test_summary_names_the_missing_runs(work_root, capsys):
     assert protocol(work_root, '--summarize-only',
                     splits=('0', '1', '4')) == 1
@@ -251,6 +242,7 @@ def test_bad_options_exit(tmp_path, argv):
         run_protocol.parse_args([CONFIG, *argv])
 
 
+@pytest.mark.slow
 def test_work_root_of_another_config_is_refused(work_root):
     # The runs there were made with TINY; the full config is another one.
     with pytest.raises(run_protocol.ProtocolError,
@@ -294,3 +286,212 @@ def test_slurm_job_still_queued_is_not_submitted_again(
     assert out.count('sbatch --parsable') == 1
     assert '--job-name=gradmix_resnet18_digits_split1_seed0' in out
     assert not calls.exists()
+
+
+def process_gone(pid):
+    """Whether ``pid`` has exited (a zombie left to its reaper counts)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] in 'ZX'
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not sys.platform.startswith('linux'), reason='parent-death signal')
+def test_killed_runner_takes_its_tool_with_it(tmp_path):
+    """SIGKILL gives the runner no chance to stop its tools: the kernel
+    must (a parent-death signal), or a rerun trains twice in one folder."""
+    pid_file = tmp_path / 'pid'
+    driver = (
+        'import sys\n'
+        f'sys.path.append({TOOLS!r})\n'
+        'import run_protocol\n'
+        'sleeper = [sys.executable, "-c", "import os, time; '
+        f'open({str(pid_file)!r}, \'w\').write(str(os.getpid())); '
+        'time.sleep(120)"]\n'
+        'run_protocol.tool_command = lambda *args, **kwargs: sleeper\n'
+        f'run_protocol.main([{CONFIG!r}, "--splits", "0", "--work-root", '
+        f'{str(tmp_path)!r}])\n')
+    runner = subprocess.Popen([sys.executable, '-c', driver])
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() or not pid_file.read_text():
+            assert runner.poll() is None, 'the runner exited early'
+            assert time.monotonic() < deadline, 'the tool never started'
+            time.sleep(0.05)
+        tool = int(pid_file.read_text())
+        runner.kill()
+        runner.wait()
+        deadline = time.monotonic() + 10
+        while not process_gone(tool) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        alive = not process_gone(tool)
+        if alive:
+            os.kill(tool, signal.SIGKILL)
+        assert not alive, 'the tool outlived its SIGKILLed runner'
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+
+
+def parameters(state_dict):
+    """The learned tensors of a state dict (BatchNorm statistics left
+    out: they move in training mode even with lr 0)."""
+    return {
+        key: value
+        for key, value in state_dict.items()
+        if not key.endswith(('running_mean', 'running_var',
+                             'num_batches_tracked'))
+    }
+
+
+@pytest.mark.slow
+def test_two_stage_recipe_chains_its_stages(tmp_path, capsys, monkeypatch):
+    """The reference's two-stage digits recipe, stage 2 with lr 0: its
+    weights can only be stage 1's if it started from them; its Adam state
+    counts its own steps only (a fresh optimizer)."""
+    for key, value in THREADS.items():
+        monkeypatch.setenv(key, value)
+    stage2 = write_config(tmp_path / 'stage2_lr0.py', STAGE2,
+                          'optim_wrapper = dict(optimizer=dict(lr=0.0))\n')
+    configs = (STAGE1, stage2)
+    recipe = 'ref_digits_stage1_simclr_gradmix_resnet18+stage2_lr0'
+    root = tmp_path / 'runs'
+    assert protocol(root, configs=configs, splits=('0', )) == 0
+    out = capsys.readouterr().out
+    assert 'split 0 seed 0: training stage 1 of 2' in out
+    assert 'split 0 seed 0: training stage 2 of 2' in out
+    assert f'{recipe}: open-set metrics (%), mean ± std over 1 runs ' \
+        '(stage 2)' in out
+    run = run_protocol.ProtocolRun(
+        str(root / recipe), 0, 0,
+        ['ref_digits_stage1_simclr_gradmix_resnet18', 'stage2_lr0'])
+    state = run.read_state()
+    assert state['status'] == 'done' and state['trained_stages'] == 2
+    assert state['command'][3] == stage2  # the last step: test stage 2
+    first = run.final_checkpoint(0)
+    assert osp.dirname(first) == run.stage_dirs[0]
+    with open(run.log_path) as f:
+        log = f.read()
+    assert f'load_from={first}' in log
+    stage1 = torch.load(first, weights_only=True)
+    last = torch.load(run.final_checkpoint(), weights_only=True)
+    # Stage 2 starts from stage 1's weights (lr 0 keeps them) ...
+    expected = parameters(stage1['state_dict'])
+    assert parameters(last['state_dict']).keys() == expected.keys()
+    for key, value in parameters(last['state_dict']).items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0,
+                                   msg=key)
+    # ... with a fresh optimizer, schedule and loop: Adam's step counts
+    # and the iteration are stage 2's alone, not stage 1's + stage 2's.
+    assert last['meta']['epoch'] == 1
+    assert last['meta']['iter'] == stage1['meta']['iter'] > 0
+    steps = {
+        int(s['step']) for s in last['optimizer']['state'].values()
+    }
+    assert steps == {last['meta']['iter']}
+    assert osp.exists(run.metrics_path)
+
+    # Rerun: nothing trains.
+    assert protocol(root, configs=configs, splits=('0', )) == 0
+    out = capsys.readouterr().out
+    assert '1 runs, 1 done, 0 to run' in out and 'training' not in out
+
+    # Stage 2 interrupted (after its checkpoint): the rerun resumes stage 2
+    # only, from its own checkpoint, not from stage 1's.
+    os.remove(run.metrics_path)
+    run.update_state(status='interrupted', trained_stages=1, trained=False)
+    assert protocol(root, configs=configs, splits=('0', )) == 0
+    out = capsys.readouterr().out
+    assert 'training stage 1' not in out
+    assert 'split 0 seed 0: training stage 2 of 2' in out
+    state = run.read_state()
+    assert state['status'] == 'done'
+    with open(run.log_path) as f:
+        resumed = f.read()[len(log):]
+    assert '--resume' in resumed and 'load_from' not in resumed
+    assert 'resumed epoch: 1' in resumed
+
+
+def test_dry_run_shows_the_chain_of_stages(tmp_path, capsys):
+    assert protocol(tmp_path, '--dry-run', configs=(STAGE1, STAGE2),
+                    splits=('0', )) == 0
+    out = capsys.readouterr().out
+    assert 'stage 1 (ref_digits_stage1_simclr_gradmix_resnet18):' in out
+    assert 'stage 2 (ref_digits_stage2_supcon_simclr_gradmix_resnet18):' \
+        in out
+    assert "'load_from=<last checkpoint of stage 1>'" in out
+    assert 'test stage 2:' in out and out.count('tools/train.py') == 2
+
+    assert protocol(tmp_path, '--dry-run', '--launcher', 'slurm',
+                    '--partition', 'cpu', '--gpus-per-job', '0',
+                    configs=(STAGE1, STAGE2), splits=('0', )) == 0
+    out = capsys.readouterr().out
+    assert out.count('sbatch --parsable') == 2
+    assert "'--dependency=afterok:<job of stage 1>' " \
+        '--kill-on-invalid-dep=yes' in out
+    assert '--job-stage 1' in out and '--job-stage 2' in out
+    assert os.listdir(tmp_path) == []
+
+
+def test_cpu_slurm_jobs_ask_for_tasks_not_gpus(tmp_path, capsys):
+    assert protocol(tmp_path, '--dry-run', '--launcher', 'slurm',
+                    '--partition', 'cpu', '--gpus-per-job', '0', '--ntasks',
+                    '2', '--cpus-per-task', '1', splits=('0', )) == 0
+    out = capsys.readouterr().out
+    assert '--partition=cpu --ntasks=2 --cpus-per-task=1 --output=' in out
+    assert '--gres' not in out and '--ntasks-per-node' not in out
+    # The job runs this tool with the same resources, srun too.
+    assert '--gpus-per-job 0 --ntasks 2 --cpus-per-task 1 --in-job' in out
+    args = run_protocol.parse_args([
+        CONFIG, '--launcher', 'slurm', '--gpus-per-job', '0', '--ntasks',
+        '2', '--cpus-per-task', '1', '--in-job'
+    ])
+    run = run_protocol.ProtocolRun(str(tmp_path), 0, 0)
+    srun = run_protocol.tool_command('train', run, args)
+    assert srun[:4] == [
+        'srun', '--ntasks=2', '--cpus-per-task=1', '--kill-on-bad-exit=1'
+    ]
+    assert srun[-2:] == ['--launcher', 'slurm']
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--partition', 'p'], '--partition is a SLURM option; add --launcher '
+     'slurm'),
+    (['--launcher', 'slurm', '--partition', 'p', '--gpus-per-job', '-1'],
+     '--gpus-per-job must be at least 0 (0: CPU tasks), got -1'),
+    (['--launcher', 'slurm', '--partition', 'p', '--gpus-per-job', '0',
+      '--gpus-per-node', '4'],
+     '--gpus-per-node 4 with --gpus-per-job 0 (CPU tasks): drop one'),
+    (['--launcher', 'slurm', '--partition', 'p', '--ntasks', '2'],
+     '--ntasks 2 without --gpus-per-job: give --gpus-per-job 2'),
+    (['--launcher', 'slurm', '--partition', 'p', '--gpus-per-job', '2',
+      '--ntasks', '4'], '--ntasks 4 with --gpus-per-job 2: on GPUs every '
+     'task has one GPU'),
+])
+def test_slurm_options_that_cannot_take_effect_are_refused(
+        argv, message, capsys):
+    with pytest.raises(SystemExit):
+        run_protocol.parse_args([CONFIG, *argv])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('configs, options, message', [
+    ((STAGE1, STAGE2), ['load_from=x.pth'],
+     "--cfg-options sets \\['load_from'\\] for all 2 stages"),
+    ((osp.join(osp.dirname(CONFIG), 'gradmix_resnet18_cifar10.py'), STAGE2),
+     [], "the stages have different OSR protocols: .*\\('cifar10'\\), "
+     ".*\\('digits'\\)"),
+])
+def test_stages_that_cannot_chain_are_refused(tmp_path, configs, options,
+                                              message):
+    with pytest.raises(run_protocol.ProtocolError, match=message):
+        run_protocol.main([
+            *configs, '--work-root',
+            str(tmp_path), '--dry-run', '--cfg-options', 'val_cfg=None',
+            *options
+        ])
+    assert os.listdir(tmp_path) == []

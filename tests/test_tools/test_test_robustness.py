@@ -151,6 +151,7 @@ def test_baseline_corruption_errors(runs):
     assert cell_values(other) != cell_values(base)
 
 
+@pytest.mark.slow
 def test_refuses_results_of_another_checkpoint(runs, tmp_path,
                                                monkeypatch):
     other = make_checkpoint(tmp_path / 'c.pth', seed=2)
@@ -158,6 +159,7 @@ def test_refuses_results_of_another_checkpoint(runs, tmp_path,
         run_tool(monkeypatch, other, runs['root'] / 'fly')
 
 
+@pytest.mark.slow
 def test_refuses_a_checkpoint_that_does_not_fit(tmp_path, monkeypatch):
     wide = dict(TINY, **{'model.backbone.base_channels': 8,
                          'model.projector.in_channels': 64})
@@ -181,6 +183,7 @@ def test_bad_options_fail_before_any_work(extra, error, match, monkeypatch):
         TOOL.parse_args()
 
 
+@pytest.mark.slow
 def test_c_root_reads_cifar_c_files(tmp_path, monkeypatch, runs):
     # Five "severities" that are the clean digits test images: every cell
     # must give the clean accuracy.
@@ -204,6 +207,7 @@ def test_c_root_reads_cifar_c_files(tmp_path, monkeypatch, runs):
                  str(tmp_path))
 
 
+@pytest.mark.slow
 def test_refuses_a_cache_of_other_settings(runs, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match='differing: corruption_seed'):
         run_tool(monkeypatch, runs['ckpt'], tmp_path / 'wd', '--cache-dir',

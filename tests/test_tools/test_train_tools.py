@@ -6,12 +6,10 @@ import sys
 
 import pytest
 import torch
+from helpers import ENV, REPO
 
 import gradmix_plugin  # noqa: F401  (registers the plugin)
 from gradmix_plugin.utils import load_from_local_safely
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 CONFIG = """
 _base_ = [
@@ -64,6 +62,7 @@ def run(args, env=None):
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_custom_imports_registers_plugin_in_fresh_process(tmp_path,
                                                           png_root):
     config = write_config(tmp_path, png_root, 1)
@@ -98,6 +97,7 @@ def same_weights(a, b):
         for k in a['state_dict'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('rng_hook', [True, False])
 def test_resume_is_exact_with_rng_state_hook(tmp_path, png_root, rng_hook):
     # The cosine schedule has a fixed T_max, so stopping after epoch 2 and
@@ -121,6 +121,7 @@ def test_resume_is_exact_with_rng_state_hook(tmp_path, png_root, rng_hook):
     assert same_weights(straight, resumed) == rng_hook
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path, png_root):
     work_dir = str(tmp_path / 'dist')
     out = run([

@@ -97,6 +97,7 @@ def test_corrupted_and_missing_checkpoint(tmp_path):
         load_from_local_safely(str(tmp_path / 'nothing.pth'))
 
 
+@pytest.mark.slow
 def test_import_changes_nothing_process_wide():
     """Importing the plugin (what ``custom_imports`` does in a user's
     project) leaves mmengine's checkpoint loaders, torch's allow-list and

@@ -1,11 +1,12 @@
 """A value given once takes effect everywhere, or is refused by name."""
 import copy
 import functools
+import glob
 import os.path as osp
 
 import pytest
 import torch
-from helpers import logged_messages
+from helpers import REPO, logged_messages
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
@@ -16,8 +17,8 @@ from gradmix_plugin.utils import (
     iter_dicts,
     merge_options,
 )
+from gradmix_plugin.utils.config_rules import apply_config_rules
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CE_CIFAR = osp.join(REPO, 'configs', 'ce_resnet18_cifar10.py')
 EXAMPLE = osp.join(REPO, 'configs', 'examples',
                    'mmpretrain_project_ce_gradmix.py')
@@ -157,3 +158,20 @@ def test_check_osr_evaluator():
     with pytest.raises(ValueError, match=r"test_evaluator has no OSRMetric "
                        r"\(found \['Accuracy'\]\)"):
         check_osr_evaluator(dict(type='Accuracy', topk=1), 'test_evaluator')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    'path',
+    sorted(glob.glob(osp.join(REPO, 'configs', '*.py')) +
+           glob.glob(osp.join(REPO, 'configs', '*', '*.py'))),
+    ids=osp.basename)
+def test_shipped_configs_pass_the_variable_rule_unchanged(path):
+    # A shipped config that changes a variable of its base updates every
+    # place the base substituted it: nothing is refused, nothing changes
+    # but the data_preprocessor merge.
+    if '_base_' in path:
+        pytest.skip('a base, not a config')
+    cfg = Config.fromfile(path)
+    assert cfg.runner_type == 'OSRRunner'
+    apply_config_rules(cfg)
