@@ -67,7 +67,9 @@ from mmpretrain.structures import DataSample
 
 from gradmix_plugin.attribution import LayerCAM, layercam_maps
 from gradmix_plugin.engine.hooks import GradMixModelHook
-from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
+from gradmix_plugin.engine.hooks.gradmix_model_hook import (
+    find_gradmix_augments,
+)
 
 CONTRASTIVE_RECIPES = ('supcon_simclr', 'supcon_simclr_gradmix')
 RECIPES = CONTRASTIVE_RECIPES + ('ce', 'ce_mixup', 'ce_cutmix', 'ce_gradmix')

@@ -29,7 +29,9 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import gradmix_plugin  # noqa: F401  (registers the plugin)
-from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
+from gradmix_plugin.engine.hooks.gradmix_model_hook import (
+    find_gradmix_augments,
+)
 from gradmix_plugin.evaluation import faiss_gpu_available, knn_scores
 from gradmix_plugin.utils import free_port, library_versions
 

@@ -30,7 +30,9 @@ from gradmix_plugin.attribution import (
     layercam_maps,
     parse_attribution_layers,
 )
-from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
+from gradmix_plugin.engine.hooks.gradmix_model_hook import (
+    find_gradmix_augments,
+)
 from gradmix_plugin.models.batch_augments import GradMix
 from gradmix_plugin.utils import merge_options
 

@@ -10,8 +10,10 @@ from mmengine.optim import OptimWrapper
 from mmpretrain.structures import DataSample
 
 from gradmix_plugin.attribution import AttributionLayerError
-from gradmix_plugin.engine.hooks import LayerCAMHook
-from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
+from gradmix_plugin.engine.hooks import GradMixModelHook
+from gradmix_plugin.engine.hooks.gradmix_model_hook import (
+    find_gradmix_augments,
+)
 
 
 def batch(batch_size=4, seed=0):
@@ -29,7 +31,7 @@ def batch(batch_size=4, seed=0):
 def attached(family):
     model = ce_model(family)
     runner = SimpleNamespace(model=model, logger=MagicMock())
-    LayerCAMHook().before_train(runner)
+    GradMixModelHook().before_train(runner)
     (gradmix, ) = find_gradmix_augments(model)
     (message, ), _ = runner.logger.info.call_args
     assert all(name in message for name in gradmix.attribution_layers)
@@ -96,4 +98,4 @@ def test_hook_refuses_a_tuple_layer_before_training():
     with pytest.raises(AttributionLayerError,
                        match=r"'backbone.stages.3' \(SwinBlockSequence\) "
                        r'returned tuple.*backbone.stages.3.blocks'):
-        LayerCAMHook().before_train(runner)
+        GradMixModelHook().before_train(runner)

@@ -18,7 +18,9 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from reliability_helpers import LAYERS, ce_gradmix_model, contrastive_model
 
-from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
+from gradmix_plugin.engine.hooks.gradmix_model_hook import (
+    find_gradmix_augments,
+)
 
 
 def record_masking(gradmix):

@@ -10,8 +10,10 @@ from mmpretrain.structures import DataSample
 from torch.nn.parallel import DistributedDataParallel
 
 import gradmix_plugin  # noqa: F401
-from gradmix_plugin.engine.hooks import LayerCAMHook
-from gradmix_plugin.engine.hooks.layercam_hook import find_gradmix_augments
+from gradmix_plugin.engine.hooks import GradMixModelHook
+from gradmix_plugin.engine.hooks.gradmix_model_hook import (
+    find_gradmix_augments,
+)
 from gradmix_plugin.models.batch_augments import GradMix
 from gradmix_plugin.utils import load_from_local_safely
 
@@ -79,7 +81,7 @@ def test_runner_trains_with_gradmix_and_checkpoint_stays_clean(
             num_workers=0),
         train_cfg=dict(type='IterBasedTrainLoop', max_iters=2),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        custom_hooks=[dict(type='LayerCAMHook')],
+        custom_hooks=[dict(type='GradMixModelHook')],
         default_hooks=dict(
             checkpoint=dict(
                 type='CheckpointHook', interval=2, by_epoch=False)),
@@ -114,7 +116,7 @@ def test_hook_attaches_unwrapped_model_under_ddp(tmp_path):
         model = MODELS.build(classifier_cfg())
         wrapped = DistributedDataParallel(model)
         runner = stand_in_runner(wrapped)
-        HOOKS.build(dict(type='LayerCAMHook')).before_train(runner)
+        HOOKS.build(dict(type='GradMixModelHook')).before_train(runner)
         (gradmix, ) = find_gradmix_augments(model)
         assert gradmix.attached_model is model
         runner.logger.info.assert_called_once()
@@ -144,7 +146,7 @@ def test_finds_gradmix_among_none_entries_and_attaches_all():
                 probs=[0.3, 0.3, 0.3])))
     augments = model.data_preprocessor.batch_augments.augments
     assert augments[-1] is None
-    LayerCAMHook().before_train(stand_in_runner(model))
+    GradMixModelHook().before_train(stand_in_runner(model))
     found = find_gradmix_augments(model)
     assert len(found) == 2
     assert all(gradmix.attached_model is model for gradmix in found)
@@ -154,7 +156,7 @@ def test_finds_gradmix_among_none_entries_and_attaches_all():
 def test_warns_without_gradmix():
     model = MODELS.build(classifier_cfg(batch_augments=False))
     runner = stand_in_runner(model)
-    LayerCAMHook().before_train(runner)
+    GradMixModelHook().before_train(runner)
     (message, ), _ = runner.logger.warning.call_args
     assert 'found no GradMix' in message
 
@@ -162,4 +164,4 @@ def test_warns_without_gradmix():
 def test_wrong_layer_name_fails_at_attach_time():
     model = MODELS.build(classifier_cfg(layers=('backbone.stage3', )))
     with pytest.raises(ValueError, match=r"\['backbone.stage3'\].*layer3"):
-        LayerCAMHook().before_train(stand_in_runner(model))
+        GradMixModelHook().before_train(stand_in_runner(model))
