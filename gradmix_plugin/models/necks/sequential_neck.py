@@ -3,9 +3,9 @@ from contextlib import nullcontext
 from typing import List, Optional, Tuple, Union
 
 import torch
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, ModuleList
 from mmpretrain.registry import MODELS
-from torch import Tensor, nn
+from torch import Tensor
 
 
 @MODELS.register_module()
@@ -34,7 +34,9 @@ class SequentialNeck(BaseModule):
         if not isinstance(necks, (list, tuple)) or not necks:
             raise ValueError('SequentialNeck `necks` must be a non-empty '
                              f'list of neck configs, got {necks!r}.')
-        self.necks = nn.ModuleList(MODELS.build(neck) for neck in necks)
+        # mmengine's ModuleList: init_weights reaches every neck (and its
+        # Pretrained init_cfg); torch's would skip them.
+        self.necks = ModuleList([MODELS.build(neck) for neck in necks])
         self.frozen = frozen
         if frozen:
             for param in self.parameters():
