@@ -11,7 +11,8 @@ Importing registers and does nothing else: no warning filter, checkpoint
 loader or allow-list of the process changes (the runner and the tools load
 checkpoints safely where they load them).
 """
-from . import attribution, datasets, engine, evaluation, models, utils  # noqa
+from . import (  # noqa
+    apis, attribution, datasets, engine, evaluation, models, utils)
 from .version import __version__
 
 __all__ = ['__version__']
