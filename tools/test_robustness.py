@@ -6,8 +6,9 @@ corrupted and classified twice: by the classifier head (closed-set
 ``accuracy``, when the model has logits) and by the class-wise kNN against
 the clean known training bank (``class_knn_accuracy``, the prediction the
 GradMix authors report; the bank is the config's ``OSRBankHook`` loader,
-built once). The images come from one of two sources, recorded in the
-results:
+built once), each through the runner's model (``test_step``) and the
+config's ``OSRMetric`` restricted to ``class_knn``. The images come from
+one of two sources, recorded in the results:
 
 - ``imagecorruptions`` (default): corrupted on the fly by the
   ``ImageCorruption`` transform (ImageNet-C parameters, seeded per sample),
@@ -45,11 +46,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.evaluator import Evaluator
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from mmpretrain.registry import DATASETS
+from mmpretrain.registry import METRICS as METRIC_REGISTRY
 from torch.utils.data import Subset
 
 from gradmix_plugin.datasets import CIFAR10C
@@ -66,6 +69,7 @@ from gradmix_plugin.utils import (
     build_test_runner,
     collect_provenance,
     dataset_provenance,
+    iter_dicts,
     parse_runner_args,
     prepare_test_config,
     safe_checkpoint_loading,
@@ -188,6 +192,11 @@ class TestData:
         if dataset.get('type') == 'OSRDataset':
             dataset.update(subset='known', unknown_dataset=None)
             self.osr_cfg, self.inner_cfg = dataset, dataset.pop('dataset')
+            if self.osr_cfg.get('pipeline'):
+                # The wrapper's pipeline runs on the wrapped samples: it is
+                # the one to corrupt.
+                self.inner_cfg = dict(
+                    self.inner_cfg, pipeline=self.osr_cfg.pop('pipeline'))
         else:
             self.osr_cfg, self.inner_cfg = None, dataset
         pipeline = list(self.inner_cfg.get('pipeline') or [])
@@ -372,39 +381,50 @@ def build_loader(cfg: Config, dataset):
     return Runner.build_dataloader(loader_cfg, seed=0)
 
 
-def evaluate(model: torch.nn.Module, loader, metric: OSRMetric
+def cell_evaluator(cfg: Config, clean: OSRMetric) -> Evaluator:
+    """An evaluator of the config's ``OSRMetric`` restricted to the
+    class-wise kNN score, with the clean bank of ``clean``.
+
+    Args:
+        cfg (Config): The prepared config (its ``test_evaluator``).
+        clean (OSRMetric): The built metric of the test evaluator, given
+            the clean training bank by ``OSRBankHook``.
+
+    Returns:
+        Evaluator: mmengine's evaluator of one ``OSRMetric``.
+    """
+    spec = next(d for d in iter_dicts(cfg.test_evaluator)
+                if d.get('type') in ('OSRMetric', OSRMetric))
+    score = [
+        s for s in spec.get('scores') or ()
+        if (s if isinstance(s, str) else s.get('name', s.get('type'))) ==
+        'class_knn'
+    ] or ['class_knn']
+    metric = METRIC_REGISTRY.build(dict(spec, scores=score))
+    metric.set_bank(clean.bank, clean.bank_labels)
+    return Evaluator(metric)
+
+
+def evaluate(model: torch.nn.Module, loader, evaluator: Evaluator
              ) -> Dict[str, Optional[float]]:
     """Head and class-wise kNN accuracies (percent) on a loader of known
-    samples."""
-    outputs: Dict[str, List[np.ndarray]] = {}
-    labels = []
+    samples, by the model's ``test_step`` and the ``OSRMetric`` of
+    :func:`cell_evaluator`."""
+    has_logits = False
     model.eval()
     with torch.no_grad():
         for batch in loader:
-            for sample in model.test_step(batch):
-                labels.append(int(sample.gt_label.reshape(-1)[0]))
-                for key in metric.output_keys:
-                    if key in sample:
-                        outputs.setdefault(key, []).append(
-                            sample.get(key).detach().cpu().numpy())
-    stacked = {k: np.stack(v) for k, v in outputs.items()}
+            outputs = model.test_step(batch)
+            has_logits = has_logits or any('logits' in o for o in outputs)
+            evaluator.process(data_samples=outputs, data_batch=batch)
     with warnings.catch_warnings():
         # Known samples only: the open-set metrics are NaN, as intended.
         warnings.simplefilter('ignore', UserWarning)
-        metrics, _ = OSRMetric.calculate(
-            stacked,
-            np.array(labels),
-            bank=metric.bank,
-            bank_labels=metric.bank_labels,
-            scores=('class_knn', ),
-            feature=metric.feature,
-            class_knn_k=metric.class_knn_k,
-            num_classes=metric.num_classes,
-            chunk_size=metric.chunk_size,
-            use_gpu=metric.use_gpu)
+        metrics = evaluator.evaluate(len(loader.dataset))
+    prefix = evaluator.metrics[0].prefix
     return dict(
-        accuracy=metrics['accuracy'] if 'logits' in stacked else None,
-        class_knn_accuracy=metrics.get('class_knn/accuracy'))
+        accuracy=metrics[f'{prefix}/accuracy'] if has_logits else None,
+        class_knn_accuracy=metrics.get(f'{prefix}/class_knn/accuracy'))
 
 
 def load_results(path: str, identity: dict) -> dict:
@@ -612,13 +632,14 @@ def main() -> None:
         # OSRMetric receives the clean bank (built once) from the hook.
         evaluator = runner.test_loop.evaluator
         hook.before_test_epoch(runner)
-        metric = next(m for m in evaluator.metrics
-                      if isinstance(m, OSRMetric))
+        cell_eval = cell_evaluator(
+            cfg,
+            next(m for m in evaluator.metrics if isinstance(m, OSRMetric)))
     if results.get('clean') is None:
         start = time.perf_counter()
         results['clean'] = evaluate(model,
                                     build_loader(cfg, data.clean()),
-                                    metric)
+                                    cell_eval)
         results['clean']['seconds'] = time.perf_counter() - start
         _write_json(results_file, results)
     progress = ProgressBar(len(todo)) if todo else None
@@ -633,7 +654,7 @@ def main() -> None:
                                       cached=True)
         else:
             dataset = data.on_the_fly(corruption, severity)
-        cell = evaluate(model, build_loader(cfg, dataset), metric)
+        cell = evaluate(model, build_loader(cfg, dataset), cell_eval)
         cell.update(
             num_samples=len(dataset),
             source=source,
