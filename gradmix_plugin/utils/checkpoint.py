@@ -21,7 +21,7 @@ import os
 import os.path as osp
 import pickle
 import zipfile
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,6 +36,10 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 class DamagedCheckpointError(RuntimeError):
     """A checkpoint file is damaged, truncated or not a checkpoint."""
+
+
+class NonFiniteCheckpointError(ValueError):
+    """A checkpoint holds NaN or infinite weights (a diverged run)."""
 
 
 def _history_buffer_getattr(obj: object, name: str) -> Callable:
@@ -141,10 +145,10 @@ def verify_checkpoint_file(filename: str) -> None:
         if head[:1] == b'\x80':  # a legacy pickle-format checkpoint
             return
         raise DamagedCheckpointError(
-            f'checkpoint file {filename} is not a PyTorch checkpoint: it is '
-            'neither a zip archive (what torch.save writes) nor a legacy '
-            f'pickle (it starts with {head!r}). Check the path: it should '
-            'name a .pth file written by training.')
+            f'checkpoint file {filename} is corrupted or not a PyTorch '
+            'checkpoint: it is neither a zip archive (what torch.save '
+            f'writes) nor a legacy pickle (it starts with {head!r}). Check '
+            'the path: it should name a .pth file written by training.')
     try:
         with zipfile.ZipFile(filename) as archive:
             bad = archive.testzip()
@@ -260,6 +264,36 @@ def load_checkpoint_file(filename: str,
         return CheckpointLoader.load_checkpoint(filename, map_location)
 
 
+def first_non_finite(
+        named_tensors: Iterable[Tuple[str, torch.Tensor]]
+) -> Optional[Tuple[str, str]]:
+    """The first floating-point tensor with a NaN or infinite value.
+
+    Args:
+        named_tensors (Iterable[tuple[str, Tensor]]): Names and tensors,
+            e.g. ``model.named_parameters()`` or a state dict's items.
+
+    Returns:
+        tuple[str, str] or None: The tensor's name and what is wrong
+        (e.g. ``'nan in 3 of 64 values'``), or None if all are finite.
+    """
+    named = [(name, tensor) for name, tensor in named_tensors
+             if torch.is_tensor(tensor) and tensor.is_floating_point()]
+    if not named:
+        return None
+    flags = torch.stack(
+        [torch.isfinite(tensor).all() for _, tensor in named])
+    if bool(flags.all()):  # a single device synchronisation
+        return None
+    name, tensor = named[int((~flags).nonzero()[0])]
+    tensor = tensor.detach()
+    kinds = [kind for kind, count in (
+        ('nan', int(torch.isnan(tensor).sum())),
+        ('inf', int(torch.isinf(tensor).sum()))) if count]
+    bad = int((~torch.isfinite(tensor)).sum())
+    return name, f'{"/".join(kinds)} in {bad} of {tensor.numel()} values'
+
+
 def check_checkpoint_fits(model: torch.nn.Module,
                           filename: str,
                           checkpoint: Optional[dict] = None) -> None:
@@ -283,6 +317,8 @@ def check_checkpoint_fits(model: torch.nn.Module,
         ValueError: Naming the mismatched entries with both shapes, and the
             entries missing from / unexpected in the checkpoint (the first
             five of each kind, and how many more).
+        NonFiniteCheckpointError: A weight or buffer holds NaN or inf
+            (a ``ValueError``; the first such tensor is named).
     """
     if checkpoint is None:
         checkpoint = load_checkpoint_file(filename)
@@ -317,6 +353,13 @@ def check_checkpoint_fits(model: torch.nn.Module,
             f'{type(model).__name__}: ' + '; '.join(problems) +
             '. Was it trained with another config (e.g. another number of '
             'classes / OSR split)?')
+    found = first_non_finite(state_dict.items())
+    if found is not None:
+        raise NonFiniteCheckpointError(
+            f'checkpoint {filename} has non-finite weights: {found[0]} has '
+            f'{found[1]}. It comes from a diverged training run; its '
+            'metrics would be meaningless. Use a checkpoint from before the '
+            'divergence, or retrain with a lower learning rate.')
 
 
 def register_checkpoint_loader() -> None:
@@ -347,14 +390,13 @@ def replace_file_atomically(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def is_intact_checkpoint(filename: str) -> bool:
-    """Whether ``filename`` exists and passes
-    :func:`verify_checkpoint_file`."""
+def _damage(filename: str) -> Optional[str]:
+    """Why ``filename`` is not an intact checkpoint, or None if it is."""
     try:
         verify_checkpoint_file(filename)
-    except (DamagedCheckpointError, OSError):
-        return False
-    return True
+    except (DamagedCheckpointError, OSError) as err:
+        return str(err)
+    return None
 
 
 def find_resumable_checkpoint(work_dir: str) -> Optional[str]:
@@ -369,36 +411,58 @@ def find_resumable_checkpoint(work_dir: str) -> Optional[str]:
         work_dir (str): The work dir.
 
     Returns:
-        str or None: The checkpoint, or None if the work dir has no
-        intact one (with a warning if ``last_checkpoint`` named one).
+        str or None: The checkpoint, or None if the work dir has neither
+        ``last_checkpoint`` nor a ``*.pth`` file.
+
+    Raises:
+        DamagedCheckpointError: ``last_checkpoint`` names a missing or
+            damaged file and no intact checkpoint is left.
     """
     named = None
     save_file = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(save_file):
         with open(save_file) as file:
             named = file.read().strip() or None
-    if named is not None and is_intact_checkpoint(named):
+    damage = None if named is None else _damage(named)
+    if named is not None and damage is None:
         return named
     candidates = sorted(
         (path for path in glob.glob(osp.join(work_dir, '*.pth'))
          if osp.isfile(path) and path != named),
         key=osp.getmtime,
         reverse=True)
-    found = next((path for path in candidates if is_intact_checkpoint(path)),
+    found = next((path for path in candidates if _damage(path) is None),
                  None)
     if named is None and found is None:
         return None
     if named is None:
         problem = f'{work_dir} has no last_checkpoint file'
     elif osp.exists(named):
-        problem = f'last_checkpoint names {named}, which is damaged'
+        problem = f'last_checkpoint names a damaged file ({damage})'
     else:
         problem = f'last_checkpoint names {named}, which does not exist'
+    if found is None:
+        raise DamagedCheckpointError(
+            f'--resume: {problem}, and {work_dir} holds no other intact '
+            'checkpoint. Pass an intact checkpoint with --resume PATH, or '
+            'remove last_checkpoint to train from scratch.')
     print_log(
-        f'--resume: {problem}; ' +
-        (f'resuming from {found}, the newest intact checkpoint there'
-         if found else 'no intact checkpoint is left there: training '
-         'starts from scratch'),
+        f'--resume: {problem}; resuming from {found}, the newest intact '
+        'checkpoint there',
         logger='current',
         level=logging.WARNING)
     return found
+
+
+def use_atomic_checkpoint_hook(cfg: dict) -> None:
+    """Save with ``AtomicCheckpointHook`` where the config names mmengine's
+    ``CheckpointHook`` (same arguments), so that a kill while saving never
+    loses the last checkpoint.
+
+    Args:
+        cfg (dict): The config, updated in place.
+    """
+    hook = (cfg.get('default_hooks', None) or {}).get('checkpoint')
+    if hook is not None and hook.get('type') in ('CheckpointHook',
+                                                 'mmengine.CheckpointHook'):
+        hook['type'] = 'AtomicCheckpointHook'

@@ -223,3 +223,113 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_normalise(v) for v in value]
     return value
+
+
+#: Keys a resumed run may change freely (where to write, how to launch).
+_RESUME_FREE_KEYS = ('work_dir', 'load_from', 'resume', 'launcher',
+                     'experiment_name', 'allow_mismatch', 'env_cfg',
+                     'model_wrapper_cfg', 'filename')
+_RESUME_FREE_LEAVES = ('pin_memory', 'persistent_workers')
+#: Config subtrees whose values the resumed checkpoint's state replaces.
+_CHECKPOINT_WINS = (('optim_wrapper.optimizer.', 'the optimizer state is '
+                     'restored with its hyper-parameters'),
+                    ('param_scheduler', 'the schedulers\' state is '
+                     'restored'),
+                    ('randomness.seed', 'the random states are restored'))
+
+
+def _flatten(node: Any, prefix: str = '') -> Dict[str, Any]:
+    if isinstance(node, dict):
+        flat: Dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        return flat
+    if isinstance(node, (list, tuple)) and any(
+            isinstance(item, dict) for item in node):
+        flat = {}
+        for index, value in enumerate(node):
+            flat.update(_flatten(value, f'{prefix}{index}.'))
+        return flat
+    return {prefix[:-1]: _normalise(node)}
+
+
+def config_differences(saved: Dict[str, Any],
+                       current: Dict[str, Any]) -> Dict[str, tuple]:
+    """The settings a resumed run changes.
+
+    Args:
+        saved (dict): The config the checkpoint was trained with.
+        current (dict): The config of the resumed run.
+
+    Returns:
+        dict: Dotted key -> ``(saved value, current value)`` (``'<unset>'``
+        where one side lacks the key), without the keys a resumed run may
+        change freely (work dir, launcher, ``load_from``, ``resume``,
+        ``env_cfg``, ``pin_memory`` / ``persistent_workers``, ...).
+    """
+    flat_saved, flat_current = _flatten(saved), _flatten(current)
+    differences = {}
+    for key in sorted(set(flat_saved) | set(flat_current)):
+        if key.split('.')[0] in _RESUME_FREE_KEYS or key.split(
+                '.')[-1] in _RESUME_FREE_LEAVES:
+            continue
+        old = flat_saved.get(key, '<unset>')
+        new = flat_current.get(key, '<unset>')
+        if old != new:
+            differences[key] = (old, new)
+    return differences
+
+
+def warn_resume_config_changes(checkpoint: dict, cfg: Config,
+                               path: str) -> Dict[str, tuple]:
+    """Warn when ``--resume`` continues with another config than the
+    checkpoint was trained with, naming each differing key, both values
+    and which one takes effect.
+
+    mmengine restores the optimizer (with its learning rate, momentum,
+    weight decay), the parameter schedulers and, with ``RNGStateHook``,
+    the random states from the checkpoint: a changed value there does not
+    take effect. Every other setting (e.g. ``train_cfg.max_epochs``, the
+    data pipeline) is the current config's.
+
+    Args:
+        checkpoint (dict): The loaded checkpoint (``meta['cfg']`` is the
+            text of the config it was trained with).
+        cfg (Config): The resumed run's config.
+        path (str): The checkpoint, for the message.
+
+    Returns:
+        dict: :func:`config_differences` (empty when the checkpoint has no
+        readable config).
+    """
+    text = (checkpoint.get('meta') or {}).get('cfg')
+    if not text:
+        return {}
+    try:
+        saved = Config.fromstring(text, '.py').to_dict()
+    except Exception as err:  # a config of another plugin version
+        print_log(
+            f'--resume: the config stored in {path} cannot be read ({err}); '
+            'changes of the config since then are not checked',
+            logger='current',
+            level=logging.WARNING)
+        return {}
+    differences = config_differences(saved, cfg.to_dict())
+    if not differences:
+        return differences
+    lines = []
+    for key, (old, new) in differences.items():
+        why = next((reason for prefix, reason in _CHECKPOINT_WINS
+                    if key.startswith(prefix)), None)
+        winner = (f"the checkpoint's value {old!r} wins ({why})"
+                  if why else f'the config\'s value {new!r} wins')
+        lines.append(f'{key}: {old!r} in the checkpoint, {new!r} now: '
+                     f'{winner}')
+    print_log(
+        f'--resume: the config differs from the one {path} was trained '
+        'with; ' + '; '.join(lines) + '. To train with new optimizer or '
+        'scheduler values, start a new run with load_from=<checkpoint> '
+        'instead of --resume.',
+        logger='current',
+        level=logging.WARNING)
+    return differences

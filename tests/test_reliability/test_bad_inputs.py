@@ -37,7 +37,7 @@ def osr_folder(root, **osr):
 
 
 def config(tmp_path, png_root, name='bad', model=None, dataset=None,
-           hooks=(dict(type='LayerCAMHook'), ), **cfg):
+           hooks=(dict(type='GradMixModelHook'), ), **cfg):
     return write_config(
         tmp_path / f'{name}.py',
         model=model or ce_gradmix_model(),
@@ -72,7 +72,7 @@ def test_wrong_attribution_layer_contrastive(tmp_path, png_root):
 
 def test_gradmix_without_layercam_hook(tmp_path, png_root):
     with pytest.raises(RuntimeError,
-                       match=r"add dict\(type='LayerCAMHook'\) to "
+                       match=r"add dict\(type='GradMixModelHook'\) to "
                        '`custom_hooks`'):
         train(config(tmp_path, png_root, hooks=()), tmp_path)
 

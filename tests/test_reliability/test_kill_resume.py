@@ -49,7 +49,7 @@ def config(tmp_path, png_root, name, hooks=(), checkpoint=None):
                 type='CustomDataset', data_root=png_root,
                 pipeline=PIPELINE), 4),
         **runtime(
-            3, custom_hooks=[dict(type='LayerCAMHook'), *hooks], **extra))
+            3, custom_hooks=[dict(type='GradMixModelHook'), *hooks], **extra))
 
 
 def wait_for(path, process, timeout=240):

@@ -52,7 +52,7 @@ def ce_config(tmp_path, png_root, max_epochs, rng_hook=True):
                     pipeline=CE_PIPELINE), 4),
             num_workers=1,
             persistent_workers=True),
-        **runtime(max_epochs, custom_hooks=[dict(type='LayerCAMHook')]))
+        **runtime(max_epochs, custom_hooks=[dict(type='GradMixModelHook')]))
 
 
 def contrastive_config(tmp_path, max_epochs):

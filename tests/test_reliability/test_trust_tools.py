@@ -45,7 +45,7 @@ def write(tmp_path, name='digits', bank_dataset=None, test_dataset=None):
         **runtime(
             1,
             custom_hooks=[
-                dict(type='LayerCAMHook'),
+                dict(type='GradMixModelHook'),
                 dict(
                     type='OSRBankHook',
                     dataloader=loader(bank, 8, shuffle=False))

@@ -191,6 +191,6 @@ def test_text_file_as_checkpoint(tmp_path):
     path = tmp_path / 'notes.pth'
     path.write_text('hello world\n' * 10)
     with pytest.raises(DamagedCheckpointError,
-                       match='is not a PyTorch checkpoint: it is neither a '
-                       'zip archive'):
+                       match='is corrupted or not a PyTorch checkpoint: it '
+                       'is neither a zip archive'):
         load_from_local_safely(str(path))

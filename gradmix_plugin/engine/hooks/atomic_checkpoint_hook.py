@@ -1,14 +1,31 @@
 """Checkpoints that a kill at any moment cannot lose."""
+import logging
 import os
 import os.path as osp
-import warnings
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import MMLogger
 from mmpretrain.registry import HOOKS
 
 from ...utils.checkpoint import replace_file_atomically
+
+#: The message of mmengine's ``FileClient`` (logged, not warned).
+FILE_CLIENT_DEPRECATION = (
+    '"FileClient" will be deprecated in future. Please use io functions in '
+    'https://mmengine.readthedocs.io/en/latest/api/fileio.html#file-io')
+
+
+class _DropMessage(logging.Filter):
+    """Drop the log records of exactly one message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.message
 
 
 @HOOKS.register_module()
@@ -31,14 +48,16 @@ class AtomicCheckpointHook(CheckpointHook):
     """
 
     def before_train(self, runner) -> None:
-        """As ``CheckpointHook``, without mmengine's deprecation warning of
-        the ``FileClient`` it builds itself."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                'ignore',
-                message='"FileClient" will be deprecated in future',
-                category=DeprecationWarning)
+        """As ``CheckpointHook``, without the deprecation warning of the
+        ``FileClient`` that mmengine's hook builds whatever the config
+        says (only that message is dropped, only meanwhile)."""
+        logger = MMLogger.get_current_instance()
+        drop = _DropMessage(FILE_CLIENT_DEPRECATION)
+        logger.addFilter(drop)
+        try:
             super().before_train(runner)
+        finally:
+            logger.removeFilter(drop)
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         if not isinstance(self.file_backend, LocalBackend):

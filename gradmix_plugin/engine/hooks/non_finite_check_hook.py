@@ -1,46 +1,18 @@
 """Stop a diverged training run before it saves or reports anything."""
 import math
 import os.path as osp
-from typing import Iterable, Optional, Tuple
+from typing import Optional
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
+from ...utils.checkpoint import first_non_finite
+
 
 class NonFiniteError(FloatingPointError):
     """Training produced a NaN or infinite loss, parameter or buffer."""
-
-
-def first_non_finite(
-        named_tensors: Iterable[Tuple[str, torch.Tensor]]
-) -> Optional[Tuple[str, str]]:
-    """The first floating-point tensor with a NaN or infinite value.
-
-    Args:
-        named_tensors (Iterable[tuple[str, Tensor]]): Names and tensors,
-            e.g. ``model.named_parameters()`` or a state dict's items.
-
-    Returns:
-        tuple[str, str] or None: The tensor's name and what is wrong
-        (e.g. ``'nan in 3 of 64 values'``), or None if all are finite.
-    """
-    named = [(name, tensor) for name, tensor in named_tensors
-             if torch.is_tensor(tensor) and tensor.is_floating_point()]
-    if not named:
-        return None
-    flags = torch.stack(
-        [torch.isfinite(tensor).all() for _, tensor in named])
-    if bool(flags.all()):  # a single device synchronisation
-        return None
-    name, tensor = named[int((~flags).nonzero()[0])]
-    tensor = tensor.detach()
-    kinds = [kind for kind, count in (
-        ('nan', int(torch.isnan(tensor).sum())),
-        ('inf', int(torch.isinf(tensor).sum()))) if count]
-    bad = int((~torch.isfinite(tensor)).sum())
-    return name, f'{"/".join(kinds)} in {bad} of {tensor.numel()} values'
 
 
 @HOOKS.register_module()
@@ -81,6 +53,8 @@ class NonFiniteCheckHook(Hook):
         iterations."""
         where = f'iteration {runner.iter + 1} (epoch {runner.epoch + 1})'
         for key, value in (outputs or {}).items():
+            if torch.is_tensor(value):
+                value = value.detach()
             try:
                 number = float(value)
             except (TypeError, ValueError, RuntimeError):

@@ -14,20 +14,23 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
-from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.runner import Runner
 from mmpretrain.registry import RUNNERS
 from torch import nn
 
 from ...utils.checkpoint import (
     check_checkpoint_fits,
+    find_resumable_checkpoint,
     load_checkpoint_file,
     safe_checkpoint_loading,
+    use_atomic_checkpoint_hook,
 )
 from ...utils.config_rules import apply_config_rules, check_osr_evaluator
 from ...utils.provenance import (
     check_provenance,
     dataset_provenance,
     recorded_provenance,
+    warn_resume_config_changes,
 )
 from ...utils.setup_env import (
     add_custom_hook,
@@ -35,6 +38,7 @@ from ...utils.setup_env import (
     make_workers_resumable,
     setup_distributed,
 )
+from ...utils.workdir_lock import lock_work_dir, release_work_dir
 
 #: The config line that selects this runner.
 RUNNER_LINE = "runner_type = 'OSRRunner'"
@@ -132,10 +136,15 @@ class OSRRunner(Runner):
            (no persistent workers without workers, training workers seeded
            for exact resume), then :meth:`add_hooks`.
         2. :meth:`add_hooks`: ``ProvenanceHook``, ``SyncBuffersHook``
-           under a launcher, ``OSRReportHook``.
-        3. :meth:`setup_distributed`: gloo on CPU.
-        4. :meth:`check_before_build`: find what ``resume`` resumes and
-           check its provenance against the training set.
+           under a launcher, ``OSRReportHook``, ``NonFiniteCheckHook``;
+           ``AtomicCheckpointHook`` in place of ``CheckpointHook``.
+        3. The exclusive lock of the work dir (rank 0; released with the
+           runner or the process, also on SIGKILL), then
+           :meth:`setup_distributed`: gloo on CPU.
+        4. :meth:`check_before_build`: find what ``resume`` resumes (the
+           newest intact checkpoint if ``last_checkpoint`` names a lost
+           one), check its provenance against the training set and warn
+           about changed settings.
         5. mmengine builds the runner.
         6. :meth:`check_after_build`: the resumed checkpoint fits the
            model exactly.
@@ -164,10 +173,20 @@ class OSRRunner(Runner):
         cfg = copy.deepcopy(cfg)
         cfg.setdefault('launcher', 'none')
         cfg = cls.prepare_cfg(cfg)
-        cls.setup_distributed(cfg)
-        cls.check_before_build(cfg)
-        runner = super().from_cfg(cfg)
-        runner.check_after_build()
+        # One run per work dir (held until the runner is released or the
+        # process ends, also by SIGKILL).
+        locked = lock_work_dir(cfg)
+        try:
+            cls.setup_distributed(cfg)
+            cls.check_before_build(cfg)
+            runner = super().from_cfg(cfg)
+            runner.check_after_build()
+        except BaseException:
+            if locked:
+                release_work_dir(cfg.work_dir)
+            raise
+        if locked:
+            weakref.finalize(runner, release_work_dir, cfg.work_dir)
         return runner
 
     @classmethod
@@ -204,6 +223,8 @@ class OSRRunner(Runner):
             # the checkpoint and testing see the same model.
             add_custom_hook(cfg, 'SyncBuffersHook')
         add_custom_hook(cfg, 'OSRReportHook')
+        add_custom_hook(cfg, 'NonFiniteCheckHook')
+        use_atomic_checkpoint_hook(cfg)
 
     @classmethod
     def setup_distributed(cls, cfg: Config) -> None:
@@ -228,7 +249,7 @@ class OSRRunner(Runner):
         """
         if not cfg.get('resume', False):
             return
-        path = cfg.get('load_from', None) or find_latest_checkpoint(
+        path = cfg.get('load_from', None) or find_resumable_checkpoint(
             cfg.work_dir)
         if path is None:
             print_log(
@@ -238,10 +259,12 @@ class OSRRunner(Runner):
                 level=logging.WARNING)
             cfg.resume = False
             return
+        checkpoint = cls.read_checkpoint(path)
         check_provenance(
-            recorded_provenance(cls.read_checkpoint(path)),
+            recorded_provenance(checkpoint),
             dataset_provenance(cfg, 'train_dataloader'), path,
             bool(cfg.get('allow_mismatch', False)))
+        warn_resume_config_changes(checkpoint, cfg, path)
         cfg.load_from = path
 
     @staticmethod
