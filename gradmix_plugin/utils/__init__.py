@@ -11,6 +11,10 @@ from .checkpoint import (
 )
 from .config_rules import (
     ConfigConflictError,
+    ConfigVariableError,
+    add_read_keys,
+    apply_config_rules,
+    check_config_variables,
     check_osr_evaluator,
     iter_dicts,
     merge_data_preprocessor,
@@ -31,7 +35,9 @@ from .setup_env import (
     build_runner,
     build_test_runner,
     distributed_teardown,
+    fix_persistent_workers,
     free_port,
+    make_workers_resumable,
     parse_runner_args,
     prepare_config,
     prepare_test_config,
@@ -40,7 +46,10 @@ from .setup_env import (
 from .worker_seed import resumable_worker_init_fn
 
 __all__ = [
-    'ConfigConflictError', 'DamagedCheckpointError',
+    'ConfigConflictError', 'ConfigVariableError', 'add_read_keys',
+    'apply_config_rules', 'check_config_variables',
+    'fix_persistent_workers', 'make_workers_resumable',
+    'DamagedCheckpointError',
     'ProvenanceMismatchError', 'UnsafeCheckpointError',
     'add_custom_hook', 'add_runner_args', 'build_runner', 'build_test_runner',
     'check_checkpoint_fits', 'check_osr_evaluator', 'check_provenance',
