@@ -4,6 +4,7 @@ import gc
 import os
 import os.path as osp
 import socket
+import subprocess
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator, Optional
@@ -192,21 +193,65 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     model with ``device_ids=[LOCAL_RANK]``, which both fail without CUDA.
     On CPU the process group is therefore initialised here, with gloo,
     before the Runner is built (the Runner then skips its own
-    initialisation), and DDP gets ``device_ids=None``. With CUDA nothing is
-    changed: mmengine initialises nccl as configured.
+    initialisation), and DDP gets ``device_ids=None``. With
+    ``launcher='slurm'`` (a task of ``srun``) the rank, world size, local
+    rank and master address come from SLURM's environment as mmengine's
+    slurm launcher takes them (``SLURM_PROCID``, ``SLURM_NTASKS``,
+    ``SLURM_LOCALID``, the first host of ``SLURM_NODELIST``; the port from
+    ``MASTER_PORT``, else 29500). With CUDA nothing is changed: mmengine
+    initialises nccl as configured.
 
     Args:
         cfg (Config): The config; ``env_cfg.dist_cfg`` and
             ``model_wrapper_cfg`` are updated in place on CPU.
         launcher (str): 'none', 'pytorch', 'slurm' or 'mpi'.
+
+    Raises:
+        ValueError: For 'mpi' on CPU, or 'slurm' outside a SLURM task.
     """
     if launcher == 'none' or torch.cuda.is_available():
         return
-    if launcher != 'pytorch':
+    if launcher not in ('pytorch', 'slurm'):
         raise ValueError(
             f'launcher {launcher!r} needs CUDA; on CPU use torchrun with '
-            "'--launcher pytorch' (see tools/dist_train.sh)")
-    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+            "'--launcher pytorch' (see tools/dist_train.sh) or srun with "
+            "'--launcher slurm'")
+    if launcher == 'slurm':
+        missing = [
+            key for key in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST')
+            if key not in os.environ
+        ]
+        if missing:
+            raise ValueError(
+                f"launcher 'slurm' needs the environment of a SLURM task, "
+                f'but {", ".join(missing)} is not set: start the tool '
+                "through srun (tools/run_protocol.py --launcher slurm does), "
+                "or use torchrun with '--launcher pytorch'")
+        if 'MASTER_ADDR' not in os.environ:
+            nodes = os.environ['SLURM_NODELIST']
+            try:
+                result = subprocess.run(
+                    ['scontrol', 'show', 'hostnames', nodes],
+                    capture_output=True,
+                    text=True)
+                hosts, error = result.stdout.split(), result.stderr.strip()
+            except FileNotFoundError as err:
+                hosts, error = [], str(err)
+            if not hosts:
+                raise ValueError(
+                    f"launcher 'slurm': 'scontrol show hostnames {nodes}' "
+                    f'gave no host ({error}); set MASTER_ADDR to the host '
+                    'of rank 0')
+            os.environ['MASTER_ADDR'] = hosts[0]
+        os.environ.setdefault('MASTER_PORT', '29500')
+        os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+        os.environ['RANK'] = os.environ['SLURM_PROCID']
+        os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+    if cfg.get('env_cfg') is None:
+        cfg.env_cfg = {}
+    if cfg.env_cfg.get('dist_cfg') is None:
+        cfg.env_cfg.dist_cfg = {}
+    dist_cfg = cfg.env_cfg.dist_cfg
     dist_cfg['backend'] = 'gloo'
     if not torch_dist.is_initialized():
         timeout = dist_cfg.get('timeout', 1800)
