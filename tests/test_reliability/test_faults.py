@@ -4,6 +4,7 @@ resumed run with a changed config, a diverged run, a checkpoint damaged on
 disk (issue: nothing lost, nothing silently wrong)."""
 import os
 import os.path as osp
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from reliability_helpers import (
     write_config,
 )
 
+from gradmix_plugin.engine.hooks.fail_fast_hook import DataCheckError
 from gradmix_plugin.engine.hooks.non_finite_check_hook import (
     NonFiniteCheckHook,
     NonFiniteError,
@@ -257,3 +259,91 @@ def test_testing_non_finite_weights_says_so(tmp_path):
                        match=f'checkpoint {path} has non-finite weights: '
                        '0.weight has nan in 1 of 4 values'):
         check_checkpoint_fits(model, str(path))
+
+
+# Fail fast ---------------------------------------------------------------
+
+
+def folder_with_empty_class(tmp_path, png_root):
+    """Classes a (8 images), b (empty folder), c (8 images)."""
+    root = tmp_path / 'folder'
+    shutil.copytree(osp.join(png_root, 'a'), root / 'a')
+    os.makedirs(root / 'b')
+    shutil.copytree(osp.join(png_root, 'b'), root / 'c')
+    return str(root)
+
+
+def osr_config(tmp_path, root, known, name='osr', bank_known=None,
+               **metric):
+    test = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+
+    def osr(subset, known_classes):
+        return dict(
+            type='OSRDataset',
+            known_classes=known_classes,
+            subset=subset,
+            dataset=dict(type='CustomDataset', data_root=root,
+                         pipeline=test))
+
+    return write_config(
+        tmp_path / f'{name}.py',
+        model=ce_gradmix_model(num_classes=len(known)),
+        train_dataloader=loader(osr('known', known), 4),
+        **runtime(
+            1,
+            train_cfg=dict(by_epoch=True, max_epochs=1, val_interval=1),
+            val_cfg=dict(),
+            val_dataloader=loader(osr('open', known), 4, shuffle=False),
+            val_evaluator=dict(
+                type='OSRMetric', scores=('msp', 'knn', 'class_knn'),
+                feature='feats', **metric),
+            custom_hooks=[
+                dict(type='GradMixModelHook'),
+                dict(
+                    type='OSRBankHook',
+                    dataloader=loader(
+                        osr('known', bank_known or known), 4,
+                        shuffle=False))
+            ]))
+
+
+def test_empty_known_class_fails_before_the_first_iteration(
+        tmp_path, png_root):
+    root = folder_with_empty_class(tmp_path, png_root)
+    cfg = osr_config(tmp_path, root, [0, 1], class_knn_k=1, knn_k=1)
+    with logged_messages() as messages:
+        with pytest.raises(DataCheckError,
+                           match=r"has no sample of the known class\(es\) "
+                           r"\['b'\]: check the data folder"):
+            run_tool('train', cfg, '--work-dir', str(tmp_path / 'work'))
+    assert not [m for m in messages if 'Epoch(train)' in m]
+
+
+def test_bank_smaller_than_k_fails_before_the_first_iteration(
+        tmp_path, png_root):
+    root = folder_with_empty_class(tmp_path, png_root)
+    work_dir = str(tmp_path / 'work')
+    cfg = osr_config(tmp_path, root, [0, 2], 'knn', knn_k=17,
+                     class_knn_k=1)
+    with pytest.raises(DataCheckError,
+                       match=r'val_evaluator: knn_k=17 is larger than the '
+                       r'kNN bank of OSRBankHook \(16 samples\)'):
+        run_tool('train', cfg, '--work-dir', work_dir)
+    cfg = osr_config(tmp_path, root, [0, 2], 'class_knn', knn_k=2,
+                     class_knn_k=9)
+    with pytest.raises(DataCheckError,
+                       match=r'class_knn needs at least class_knn_k=9 bank '
+                       r'vectors per known class, but the bank of '
+                       r'OSRBankHook has fewer for a: 8, c: 8'):
+        run_tool('train', cfg, '--work-dir', work_dir)
+    assert not [f for f in os.listdir(work_dir) if f.endswith('.pth')]
+
+
+@pytest.mark.parametrize('epochs', [0, -1])
+def test_no_epochs_is_refused(tmp_path, png_root, epochs):
+    with pytest.raises(DataCheckError,
+                       match=f'train_cfg.max_epochs is {epochs}: nothing '
+                       'would be trained'):
+        run_tool('train', config(tmp_path, png_root), '--work-dir',
+                 str(tmp_path / 'work'), '--cfg-options',
+                 f'train_cfg.max_epochs={epochs}')

@@ -1,4 +1,5 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook  # noqa: F401
+from .fail_fast_hook import FailFastHook  # noqa: F401
 from .gradmix_model_hook import GradMixModelHook, LayerCAMHook  # noqa: F401
 from .non_finite_check_hook import NonFiniteCheckHook  # noqa: F401
 from .osr_bank_hook import OSRBankHook  # noqa: F401

@@ -136,7 +136,8 @@ class OSRRunner(Runner):
            (no persistent workers without workers, training workers seeded
            for exact resume), then :meth:`add_hooks`.
         2. :meth:`add_hooks`: ``ProvenanceHook``, ``SyncBuffersHook``
-           under a launcher, ``OSRReportHook``, ``NonFiniteCheckHook``;
+           under a launcher, ``OSRReportHook``, ``NonFiniteCheckHook``,
+           ``FailFastHook``;
            ``AtomicCheckpointHook`` in place of ``CheckpointHook``.
         3. The exclusive lock of the work dir (rank 0; released with the
            runner or the process, also on SIGKILL), then
@@ -224,6 +225,7 @@ class OSRRunner(Runner):
             add_custom_hook(cfg, 'SyncBuffersHook')
         add_custom_hook(cfg, 'OSRReportHook')
         add_custom_hook(cfg, 'NonFiniteCheckHook')
+        add_custom_hook(cfg, 'FailFastHook')
         use_atomic_checkpoint_hook(cfg)
 
     @classmethod
