@@ -17,6 +17,7 @@ from test_configs import make_tiny
 import gradmix_plugin  # noqa: F401  (registers the plugin)
 from gradmix_plugin.engine.hooks.require_load_from_hook import (
     MissingInitCheckpointError,
+    StageResumeError,
 )
 from gradmix_plugin.utils import load_from_local_safely, prepare_config
 
@@ -134,6 +135,14 @@ def test_stage2_starts_from_stage1_weights_with_a_fresh_optimizer(tmp_path):
     for key, value in saved['state_dict'].items():
         torch.testing.assert_close(start.weights[key], value, msg=key)
     assert stage2.model.gamma == 1.0 and stage1.model.gamma == 0.0
+
+    # --resume with load_from would make mmengine resume stage 1's state.
+    again = tiny_runner(STAGE2, tmp_path / 'stage2', load_from=checkpoint,
+                        resume=True)
+    with pytest.raises(StageResumeError,
+                       match='outside its work dir .*Continue this stage '
+                       'with --resume alone; start it with load_from alone'):
+        again.train()
 
 
 @pytest.mark.slow
