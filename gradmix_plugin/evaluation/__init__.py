@@ -13,6 +13,13 @@ from .functional import (
     oscr_arpl,
     oscr_curve,
 )
+from .keys import (
+    MetricKey,
+    build_metric_key,
+    parse_metric_key,
+    split_metric_key,
+    split_ood_subset,
+)
 from .metrics import OSR_SCORES, OSRMetric
 from .report import (
     METRICS_FILENAME,
@@ -23,8 +30,6 @@ from .report import (
     plot_osr_curves,
     save_osr_metrics,
     save_per_sample,
-    split_metric_key,
-    split_ood_subset,
     write_osr_report,
 )
 from .scores import SCORES, BaseScore, ScoreInputError, build_score
@@ -38,5 +43,6 @@ __all__ = [
     'load_osr_provenance', 'plot_osr_curves',
     'save_osr_metrics', 'save_per_sample', 'split_metric_key',
     'split_ood_subset', 'write_osr_report', 'SCORES', 'BaseScore',
-    'ScoreInputError', 'build_score'
+    'ScoreInputError', 'build_score', 'MetricKey', 'build_metric_key',
+    'parse_metric_key'
 ]

@@ -24,12 +24,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .functional import (
-    CLASSIFICATION_METRICS,
-    OPENOOD_METRICS,
-    OSR_SCORES,
-    RANKING_METRICS,
-    oscr_curve,
+from .functional import oscr_curve
+from .keys import (
+    GROUP_MARK,
+    SCORE_METRICS,
+    parse_metric_key,
+    subset_label,
 )
 
 METRICS_FILENAME = 'osr_metrics.json'
@@ -37,53 +37,16 @@ METRICS_FILENAME = 'osr_metrics.json'
 PROVENANCE_KEY = 'provenance'
 #: Table columns: metric key and header.
 METRIC_COLUMNS = dict(
-    zip(RANKING_METRICS + CLASSIFICATION_METRICS + OPENOOD_METRICS,
+    zip(SCORE_METRICS,
         ('AUROC', 'AUPR-In', 'AUPR-Out', 'FPR@95 (known +)', 'FPR@95 (OOD +)',
          'Acc', 'OSCR', 'OSCR (ARPL)', 'FPR@95 (OpenOOD)', 'AUROC (OpenOOD)',
          'AUPR-In (OpenOOD)', 'AUPR-Out (OpenOOD)', 'ACC (OpenOOD)')))
-#: Key part that starts the metrics of one OOD source:
-#: ``[prefix/]ood_<source>/<score>/<metric>``.
-SOURCE_KEY_PREFIX = 'ood_'
-#: Key part that starts the mean metrics of a group of OOD sources:
-#: ``[prefix/]group_<group>/<score>/<metric>``.
-GROUP_KEY_PREFIX = 'group_'
-
-
-def split_ood_subset(key: str) -> Tuple[Optional[str], str]:
-    """Split the OOD subset out of a metric key.
-
-    ``'osr/ood_tin/mls/auroc'`` gives ``('ood_tin', 'osr/mls/auroc')`` and
-    ``'osr/group_far/mls/auroc'`` gives ``('group_far', 'osr/mls/auroc')``;
-    keys of all samples (``'osr/mls/auroc'``) give ``(None, key)``.
-    """
-    parts = key.split('/')
-    if (len(parts) >= 3 and parts[-2] in OSR_SCORES
-            and parts[-3].startswith((SOURCE_KEY_PREFIX, GROUP_KEY_PREFIX))):
-        return parts[-3], '/'.join(parts[:-3] + parts[-2:])
-    return None, key
-
-
-def split_metric_key(key: str) -> Tuple[Optional[str], str]:
-    """Split ``'[prefix/]score/metric'`` into ``(score, metric)``.
-
-    Keys whose second-to-last part is not a score name (e.g.
-    ``'osr/accuracy'``) and the keys of one OOD source or group (e.g.
-    ``'osr/ood_tin/mls/auroc'``, see :func:`split_ood_subset`) give
-    ``(None, key)``.
-    """
-    parts = key.split('/')
-    if (len(parts) >= 2 and parts[-2] in OSR_SCORES
-            and split_ood_subset(key)[0] is None):
-        return parts[-2], parts[-1]
-    return None, key
-
-
-def _subset_label(subset: Optional[str]) -> str:
-    if subset is None:
-        return 'all'
-    if subset.startswith(GROUP_KEY_PREFIX):
-        return f'{subset[len(GROUP_KEY_PREFIX):]} (mean)'
-    return subset[len(SOURCE_KEY_PREFIX):]
+#: Below every table with an accuracy column.
+ACCURACY_NOTE = (
+    'Acc is per score: the closed-set accuracy of the predictions that '
+    'come with that score (nearest class for class_knn and mahalanobis, '
+    "the classifier's argmax for the others; without logits, class_knn's)."
+)
 
 
 def _format_value(value: float, std: Optional[float], digits: int) -> str:
@@ -117,21 +80,23 @@ def format_osr_table(metrics: Dict[str, float],
     """
     cells: Dict[Tuple[str, Optional[str]], Dict[str, str]] = {}
     subsets: Dict[Optional[str], None] = {}
+    scores: Dict[str, None] = {}
     others = []
     for key, value in metrics.items():
-        subset, rest = split_ood_subset(key)
-        score, metric = split_metric_key(rest)
+        parsed = parse_metric_key(key)
         text = _format_value(value, None if std is None else std.get(key),
                              digits)
-        if score is None or metric not in METRIC_COLUMNS:
+        if parsed.score is None:
             others.append(f'{key}: {text}')
         else:
-            cells.setdefault((score, subset), {})[metric] = text
-            subsets[subset] = None
+            cells.setdefault((parsed.score, parsed.subset),
+                             {})[parsed.metric] = text
+            subsets[parsed.subset] = None
+            scores[parsed.score] = None
     # Sources, then groups, then all samples.
     order = sorted(
         subsets,
-        key=lambda s: 2 if s is None else int(s.startswith(GROUP_KEY_PREFIX)))
+        key=lambda s: 2 if s is None else int(s.startswith(GROUP_MARK)))
     with_subsets = order != [None]
     lines = []
     if cells:
@@ -143,12 +108,15 @@ def format_osr_table(metrics: Dict[str, float],
         lines.append('| ' + ' | '.join(head + [
             METRIC_COLUMNS[m] for m in columns]) + ' |')
         lines.append('|---' * (len(columns) + len(head)) + '|')
-        for score in OSR_SCORES:
+        for score in scores:
             for subset in (s for s in order if (score, s) in cells):
-                row = [score] + ([_subset_label(subset)]
+                row = [score] + ([subset_label(subset)]
                                  if with_subsets else [])
                 row += [cells[score, subset].get(m, '-') for m in columns]
                 lines.append('| ' + ' | '.join(row) + ' |')
+        if 'accuracy' in columns:
+            lines.append('')
+            lines.append(ACCURACY_NOTE)
     if others:
         if lines:
             lines.append('')
@@ -203,7 +171,7 @@ def save_per_sample(per_sample: Dict[str, np.ndarray], path: str) -> None:
 
 
 def _score_names(per_sample: Dict[str, np.ndarray]) -> List[str]:
-    return [s for s in OSR_SCORES if f'score_{s}' in per_sample]
+    return [k[len('score_'):] for k in per_sample if k.startswith('score_')]
 
 
 def _unknown_subsets(per_sample: Dict[str, np.ndarray],

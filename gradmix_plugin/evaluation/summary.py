@@ -24,7 +24,6 @@ import numpy as np
 
 from gradmix_plugin.evaluation import (
     METRICS_FILENAME,
-    OSR_SCORES,
     format_osr_table,
     load_osr_metrics,
     load_osr_provenance,
@@ -245,13 +244,14 @@ def describe_runs(runs: Sequence[Run]) -> str:
 
 
 def _score_cells(summary: Dict[str, dict]) -> Dict[str, Dict[str, dict]]:
-    """``{score: {metric: stats}}`` of the per-score keys, report order."""
+    """``{score: {metric: stats}}`` of the per-score keys, in the order
+    of the metrics file (any score name, registered here or not)."""
     cells: Dict[str, Dict[str, dict]] = defaultdict(dict)
     for key, stats in summary.items():
         score, metric = split_metric_key(key)
         if score is not None and metric in METRIC_COLUMNS:
             cells[score][metric] = stats
-    return {s: cells[s] for s in OSR_SCORES if s in cells}
+    return dict(cells)
 
 
 def group_rows(groups: Dict[str, Dict[str, dict]],

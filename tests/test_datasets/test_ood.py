@@ -108,8 +108,8 @@ def test_sources_reach_the_metric_in_any_order(png_root, gray_root):
     results = pickle.loads(pickle.dumps(metric.results))  # as collected
     metrics = metric.compute_metrics(results)
     assert {k for k in metrics if k.endswith('/auroc')} == {
-        'mls/auroc', 'ood_rgb/mls/auroc', 'ood_mnist/mls/auroc',
-        'group_both/mls/auroc'}
+        'mls/auroc', 'ood=rgb/mls/auroc', 'ood=mnist/mls/auroc',
+        'group=both/mls/auroc'}
     shuffled = [results[i] for i in rng.permutation(len(results))]
     assert metric.compute_metrics(shuffled) == pytest.approx(metrics)
     sources = metric.last_per_sample['ood_source']
@@ -154,8 +154,8 @@ def test_two_gloo_ranks_keep_every_source(png_root, gray_root, tmp_path):
     """Each rank scores its shard; collected on rank 0, every sample still
     names its source, so the per-source metrics equal one process's."""
     metrics = evaluate_sharded(png_root, gray_root)
-    assert 'osr/ood_mnist/mls/auroc' in metrics
-    assert 'osr/group_far/msp/fpr95_ood_pos' in metrics
+    assert 'osr/ood=mnist/mls/auroc' in metrics
+    assert 'osr/group=far/msp/fpr95_ood_pos' in metrics
     mp.spawn(sharded_worker,
              args=(2, free_port(), (png_root, gray_root), str(tmp_path)),
              nprocs=2, join=True)

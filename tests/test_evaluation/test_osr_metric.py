@@ -8,6 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from gradmix_plugin.evaluation import (
     OSRMetric,
+    ScoreInputError,
     compute_osr_metrics,
     mahalanobis_scores,
 )
@@ -169,8 +170,16 @@ def test_missing_inputs_skip_scores_or_raise():
     assert 'osr/knn/auroc' not in metrics and 'osr/mls/auroc' in metrics
     # Nothing computable.
     with pytest.raises(ValueError, match='could not compute any'):
-        evaluate(OSRMetric(scores=('msp', )), outputs, labels,
-                 keys=('feats', ))
+        evaluate(OSRMetric(), outputs, labels, keys=('feats', ))
+    # A score chosen explicitly whose inputs are missing is an error that
+    # names the score and the model.
+    metric = OSRMetric(scores=('msp', ))
+    metric.model_name = 'ContrastiveClassifier'
+    with pytest.raises(ScoreInputError,
+                       match="'msp' cannot be computed for "
+                       'ContrastiveClassifier: the model outputs have no '
+                       'logits'):
+        evaluate(metric, outputs, labels, keys=('feats', ))
 
 
 def test_calculate_without_runner_and_bad_arguments():
@@ -183,7 +192,8 @@ def test_calculate_without_runner_and_bad_arguments():
         100 * roc_auc_score(labels >= 0, outputs['logits'].max(1)))
     assert set(per_sample) == {'is_known', 'gt_label', 'pred_label',
                                'score_mls', 'pred_mls'}
-    with pytest.raises(ValueError, match="got \\('odin',\\)"):
+    with pytest.raises(ValueError,
+                       match="unknown score 'odin'.*registered scores"):
         OSRMetric(scores=('odin', ))
     with pytest.raises(ValueError, match="got 'pixels'"):
         OSRMetric(feature='pixels')
@@ -247,21 +257,21 @@ def test_per_source_metrics_equal_each_source_alone():
         per_source[source] = alone
         for key, value in alone.items():
             if key != 'accuracy':
-                assert metrics[f'osr/ood_{source}/{key}'] == pytest.approx(
+                assert metrics[f'osr/ood={source}/{key}'] == pytest.approx(
                     value), (source, key)
     # The far source is easier, and the sources differ from the overall.
-    assert metrics['osr/ood_far/mls/auroc'] > metrics[
-        'osr/ood_near_a/mls/auroc']
+    assert metrics['osr/ood=far/mls/auroc'] > metrics[
+        'osr/ood=near_a/mls/auroc']
     for key in ('mls/auroc', 'mahalanobis/fpr95_ood_pos',
                 'knn/openood_aupr_out', 'mls/oscr'):
-        assert metrics[f'osr/group_near/{key}'] == pytest.approx(
+        assert metrics[f'osr/group=near/{key}'] == pytest.approx(
             (per_source['near_a'][key] + per_source['near_b'][key]) / 2)
-        assert metrics[f'osr/group_every/{key}'] == pytest.approx(
+        assert metrics[f'osr/group=every/{key}'] == pytest.approx(
             np.mean([per_source[s][key] for s in SOURCES]))
     # Every metric of every score for every subset.
     names = {k.split('/')[-1] for k in metrics if k.startswith('osr/knn/')}
     assert len(names) == 13
-    for subset in ('ood_near_a', 'ood_far', 'group_near'):
+    for subset in ('ood=near_a', 'ood=far', 'group=near'):
         for score in ('knn', 'mahalanobis', 'mls'):
             assert {k.split('/')[-1] for k in metrics
                     if k.startswith(f'osr/{subset}/{score}/')} == names

@@ -10,15 +10,19 @@ from matplotlib.image import imread
 
 from gradmix_plugin.evaluation import (
     METRICS_FILENAME,
+    MetricKey,
     OSRMetric,
+    build_metric_key,
     format_osr_table,
     load_osr_metrics,
+    parse_metric_key,
     plot_osr_curves,
     save_osr_metrics,
     split_metric_key,
     split_ood_subset,
     write_osr_report,
 )
+from gradmix_plugin.evaluation.report import ACCURACY_NOTE
 
 
 def fake_evaluation(seed=0):
@@ -43,43 +47,43 @@ def test_split_metric_key_and_table():
     })
     lines = table.splitlines()
     assert lines[0] == '| Score | AUROC | OSCR |'
-    # Rows in report order (msp before mls), missing cells '-'.
-    assert lines[2] == '| msp | 90.00 | 80.50 |'
-    assert lines[3] == '| mls | 91.23 | - |'
+    # Rows in the order of the metrics (the evaluator's), missing cells '-'.
+    assert lines[2] == '| mls | 91.23 | - |'
+    assert lines[3] == '| msp | 90.00 | 80.50 |'
     assert lines[-1] == 'osr/accuracy: 95.00'
     table = format_osr_table({'mls/auroc': 90.0}, std={'mls/auroc': 1.5})
     assert '| mls | 90.00 ± 1.50 |' in table
 
 
 def test_ood_keys_and_table():
-    assert split_ood_subset('osr/ood_tin/mls/auroc') == ('ood_tin',
+    assert split_ood_subset('osr/ood=tin/mls/auroc') == ('ood=tin',
                                                          'osr/mls/auroc')
-    assert split_ood_subset('val/osr/group_far/knn/fpr95_ood_pos') == (
-        'group_far', 'val/osr/knn/fpr95_ood_pos')
+    assert split_ood_subset('val/osr/group=far/knn/fpr95_ood_pos') == (
+        'group=far', 'val/osr/knn/fpr95_ood_pos')
     assert split_ood_subset('osr/mls/auroc') == (None, 'osr/mls/auroc')
-    assert split_ood_subset('osr/ood_tin/accuracy') == (
-        None, 'osr/ood_tin/accuracy')
+    assert split_ood_subset('osr/ood=tin/accuracy') == (
+        None, 'osr/ood=tin/accuracy')
     # Per-source keys are not keys of the overall table.
-    assert split_metric_key('osr/ood_tin/mls/auroc') == (
-        None, 'osr/ood_tin/mls/auroc')
+    assert split_metric_key('osr/ood=tin/mls/auroc') == (
+        None, 'osr/ood=tin/mls/auroc')
     table = format_osr_table({
         'osr/mls/auroc': 80.0,
-        'osr/ood_tin/mls/auroc': 70.0,
-        'osr/ood_mnist/mls/auroc': 90.0,
-        'osr/group_all/mls/auroc': 80.0,
-        'osr/ood_tin/knn/auroc': 60.0,
-        'osr/ood_tin/knn/openood_fpr95': 50.0,
+        'osr/ood=tin/mls/auroc': 70.0,
+        'osr/ood=mnist/mls/auroc': 90.0,
+        'osr/group=all/mls/auroc': 80.0,
+        'osr/ood=tin/knn/auroc': 60.0,
+        'osr/ood=tin/knn/openood_fpr95': 50.0,
         'osr/accuracy': 95.0,
     })
     lines = table.splitlines()
     assert lines[0] == '| Score | OOD | AUROC | FPR@95 (OpenOOD) |'
     # Score by score: each source, each group, then all sources.
     assert lines[2:7] == [
-        '| knn | tin | 60.00 | 50.00 |',
         '| mls | tin | 70.00 | - |',
         '| mls | mnist | 90.00 | - |',
         '| mls | all (mean) | 80.00 | - |',
         '| mls | all | 80.00 | - |',
+        '| knn | tin | 60.00 | 50.00 |',
     ]
     assert lines[-1] == 'osr/accuracy: 95.00'
 
@@ -183,3 +187,39 @@ def test_plot_legends_carry_auroc_and_oscr(tmp_path, monkeypatch):
     for ax in figures['score_hist.png'].axes:
         assert ax.get_xlabel() == 'score (higher = more known)'
         assert ax.get_ylabel() == 'density'
+
+
+def test_keys_are_unambiguous():
+    # A prefix that starts like an OOD source is a prefix (it read as a
+    # source named 'eval' before).
+    assert split_ood_subset('ood_eval/mls/auroc') == (None,
+                                                      'ood_eval/mls/auroc')
+    assert split_metric_key('ood_eval/mls/auroc') == ('mls', 'auroc')
+    assert parse_metric_key('ood_eval/ood=tin/mls/auroc') == MetricKey(
+        'ood_eval', 'ood=tin', 'mls', 'auroc')
+    assert parse_metric_key('a/group_x/mls/auroc') == MetricKey(
+        'a/group_x', None, 'mls', 'auroc')
+    # A score nobody registered is parsed by name when prefixed.
+    assert split_metric_key('osr/my_detector/auroc') == ('my_detector',
+                                                         'auroc')
+    assert split_metric_key('osr/accuracy') == (None, 'osr/accuracy')
+    # Build and parse are inverse.
+    for args in [('mls', 'auroc', None, None, 'osr'),
+                 ('react', 'oscr', 'tin', None, 'ood_eval'),
+                 ('vim', 'fpr95_ood_pos', None, 'near', 'val/osr')]:
+        key = build_metric_key(*args)
+        parsed = parse_metric_key(key)
+        assert (parsed.score, parsed.metric, parsed.source, parsed.group,
+                parsed.prefix) == args
+    with pytest.raises(ValueError, match="OOD source 'a=b' cannot be used"):
+        build_metric_key('mls', 'auroc', source='a=b')
+    with pytest.raises(ValueError, match="prefix 'x=1' cannot be used"):
+        OSRMetric(prefix='x=1')
+
+
+def test_table_notes_that_accuracy_is_per_score():
+    table = format_osr_table({'osr/class_knn/accuracy': 90.0,
+                              'osr/mls/accuracy': 80.0})
+    assert ACCURACY_NOTE in table
+    assert 'nearest class for class_knn' in ACCURACY_NOTE
+    assert ACCURACY_NOTE not in format_osr_table({'osr/mls/auroc': 1.0})

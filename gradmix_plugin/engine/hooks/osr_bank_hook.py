@@ -133,6 +133,8 @@ class OSRBankHook(Hook):
                 f'{self._bank_labels.size} samples')
         for metric in osr_metrics:
             metric.set_bank(self._bank, self._bank_labels)
+            # The final linear layer, for the scores that need it.
+            metric.set_model(runner.model)
 
     @staticmethod
     def _weights_fingerprint(model: torch.nn.Module) -> Tuple[float, ...]:

@@ -8,13 +8,32 @@ logits=...)`` (higher = more known). See ``docs/evaluation.md`` for the
 formulas, inputs, defaults and sources.
 """
 from ...registry import SCORES
+from .ash import ASHScore
 from .base_score import NEEDS, BaseScore, ScoreInputError
 from .class_knn import ClassKNNScore
+from .dice import DICEScore
 from .energy import EnergyScore
+from .fdbd import FDBDScore
+from .gen import GENScore
+from .gradnorm import GradNormScore
+from .kl_matching import KLMatchingScore
 from .knn import KNNScore
 from .mahalanobis import MahalanobisScore
 from .mls import MaxLogitScore
 from .msp import MSPScore
+from .nnguide import NNGuideScore
+from .react import ReActScore
+from .rmds import RMDSScore
+from .scale import SCALEScore
+from .she import SHEScore
+from .temp_scaling import TemperatureScalingScore
+from .vim import ViMScore
+
+#: The post-hoc detectors of OpenOOD v1.5 registered besides the six
+#: original scores, in report order.
+POSTHOC_SCORES = ('temp_scaling', 'gen', 'klm', 'react', 'ash', 'scale',
+                  'dice', 'vim', 'rmds', 'she', 'nnguide', 'fdbd',
+                  'gradnorm')
 
 
 def build_score(cfg) -> BaseScore:
@@ -29,7 +48,10 @@ def build_score(cfg) -> BaseScore:
 
 
 __all__ = [
-    'SCORES', 'NEEDS', 'BaseScore', 'ScoreInputError', 'build_score',
-    'ClassKNNScore', 'EnergyScore', 'KNNScore', 'MahalanobisScore',
-    'MaxLogitScore', 'MSPScore'
+    'SCORES', 'NEEDS', 'POSTHOC_SCORES', 'BaseScore', 'ScoreInputError',
+    'build_score', 'ASHScore', 'ClassKNNScore', 'DICEScore', 'EnergyScore',
+    'FDBDScore', 'GENScore', 'GradNormScore', 'KLMatchingScore', 'KNNScore',
+    'MahalanobisScore', 'MaxLogitScore', 'MSPScore', 'NNGuideScore',
+    'ReActScore', 'RMDSScore', 'SCALEScore', 'SHEScore',
+    'TemperatureScalingScore', 'ViMScore'
 ]

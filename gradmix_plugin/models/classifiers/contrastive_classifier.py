@@ -426,6 +426,17 @@ class ContrastiveClassifier(BaseClassifier):
             optim_wrapper.zero_grad()
         return log_vars
 
+    def get_final_layer(self) -> Optional[Tuple[Tensor, Tensor]]:
+        """Weight ``(C, D)`` and bias ``(C, )`` of the head's final linear
+        layer (detached), whose input is the ``feats`` output; None without
+        a linear head (scores that need logits or the layer then refuse
+        this model by name)."""
+        fc = getattr(self.head, 'fc', None) if self.with_head else None
+        if isinstance(fc, torch.nn.Linear):
+            return fc.weight.detach(), (None if fc.bias is None else
+                                        fc.bias.detach())
+        return None
+
     def predict(self,
                 inputs: Tensor,
                 data_samples: Optional[List[DataSample]] = None

@@ -14,13 +14,20 @@ class OSRLinearClsHead(LinearClsHead):
     every data sample the pre-logits features ``feats`` (1-D, the input of
     the linear layer) and the raw ``logits`` (1-D), besides ``pred_score``
     and ``pred_label``, so that ``OSRMetric`` can compute the kNN and
-    logit-based scores of any ``ImageClassifier``.
+    logit-based scores of any ``ImageClassifier``; :meth:`get_final_layer`
+    gives the scores that need it the final layer's weight and bias.
 
     Args:
         num_classes (int): Number of known classes.
         in_channels (int): Number of input channels.
         **kwargs: Other arguments of ``LinearClsHead``.
     """
+
+    def get_final_layer(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Weight ``(C, D)`` and bias ``(C, )`` of the final linear layer
+        (detached), whose input is the stored ``feats``; post-hoc scores
+        such as ReAct, DICE or ViM read them."""
+        return self.fc.weight.detach(), self.fc.bias.detach()
 
     def predict(
         self,
