@@ -1,11 +1,15 @@
 """The README's integration path: mmpretrain's own bases plus the plugin
 (``configs/examples/mmpretrain_project_ce_gradmix.py``) trains with
 normalised inputs on a folder tree given by one ``data_root`` option."""
+import json
 import os
 import os.path as osp
+import sys
 
 import numpy as np
 import pytest
+import torch
+from helpers import REPO, mmpretrain_tool, run_tool
 from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
@@ -13,7 +17,6 @@ from PIL import Image
 import gradmix_plugin  # noqa: F401  (registers the plugin)
 from gradmix_plugin.utils import prepare_config
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 EXAMPLE = osp.join(REPO, 'configs', 'examples',
                    'mmpretrain_project_ce_gradmix.py')
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
@@ -88,3 +91,39 @@ def test_readme_shows_the_example_as_it_is():
     with open(EXAMPLE) as file:
         example = file.read()
     assert snippet == example[example.index('_base_ = ['):]
+
+
+@pytest.mark.slow
+def test_mmpretrain_tools_train_and_test_the_example(cifar_like_root,
+                                                     tmp_path):
+    # What the README shows: mmpretrain's installed tools/train.py and
+    # tools/test.py (what `mim train / test mmpretrain` run) on the example,
+    # with the data root and split given as options.
+    work_dir = str(tmp_path / 'mim')
+    options = [
+        f'data_root={cifar_like_root}', 'osr_split=1',
+        'train_cfg.max_epochs=1', 'model.backbone.stem_channels=8',
+        'model.backbone.base_channels=8', 'model.head.in_channels=64',
+        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+        'test_dataloader.num_workers=0',
+        'custom_hooks.1.dataloader.num_workers=0', 'val_evaluator.knn_k=5'
+    ]
+    run_tool([
+        sys.executable,
+        mmpretrain_tool('train'), EXAMPLE, '--work-dir', work_dir,
+        '--cfg-options', *options
+    ])
+    checkpoint = osp.join(work_dir, 'epoch_1.pth')
+    provenance = torch.load(
+        checkpoint, weights_only=False)['meta']['provenance']
+    assert provenance['split'] == 1
+    assert provenance['data_root'] == cifar_like_root
+    run_tool([
+        sys.executable,
+        mmpretrain_tool('test'), EXAMPLE, checkpoint, '--work-dir', work_dir,
+        '--cfg-options', *options
+    ])
+    with open(osp.join(work_dir, 'osr_metrics.json')) as file:
+        report = json.load(file)
+    assert report['provenance']['split'] == 1
+    assert report['provenance']['checkpoint'] == checkpoint

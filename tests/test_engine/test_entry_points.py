@@ -38,6 +38,8 @@ runner.train() if mode == 'train' else runner.test()
 
 
 def options_args(options):
+    if not options:
+        return []
     return ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
 
 
