@@ -1,10 +1,35 @@
 from typing import Dict, Optional
 
+import numpy as np
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
 from ...utils.provenance import collect_provenance
+
+
+def image_paths(loader, num_samples: int) -> np.ndarray:
+    """The ``img_path`` of every test sample in dataset order (the order of
+    ``OSRMetric``'s per-sample arrays), '' for in-memory images.
+
+    Args:
+        loader (DataLoader): The test loader (not shuffled).
+        num_samples (int): Rows of the per-sample arrays.
+
+    Returns:
+        np.ndarray: One string per sample.
+    """
+    dataset = loader.dataset
+    if getattr(loader.sampler, 'shuffle', False) or len(dataset) != \
+            num_samples:
+        raise ValueError(
+            f'the per-sample scores ({num_samples} rows) cannot be matched '
+            f'to the {len(dataset)} test images: the test sampler must not '
+            'shuffle (sampler=dict(type=\'DefaultSampler\', shuffle=False))')
+    return np.array([
+        dataset.get_data_info(i).get('img_path') or ''
+        for i in range(num_samples)
+    ])
 
 
 @HOOKS.register_module()
@@ -14,7 +39,8 @@ class OSRReportHook(Hook):
     After the test epoch, the main process writes ``osr_metrics.json``
     (the metrics with the provenance of the test set and checkpoint) and
     ``osr_metrics.md`` into ``out_dir``, the per-sample scores of the
-    ``OSRMetric`` of ``test_evaluator`` as ``.npz`` with ``out``, and ROC,
+    ``OSRMetric`` of ``test_evaluator`` as ``.npz`` with ``out`` (with the
+    ``img_path`` of every sample, '' for in-memory images), and ROC,
     histogram and OSCR plots as PNG with ``show_dir``
     (:func:`gradmix_plugin.evaluation.write_osr_report`). ``OSRRunner``
     adds this hook to every config, so ``tools/test.py`` of the plugin and
@@ -56,9 +82,15 @@ class OSRReportHook(Hook):
                 'osr_metrics.json is written')
             return
         checkpoint = runner.cfg.get('load_from', None)
+        per_sample = osr_metric.last_per_sample
+        if per_sample is not None and self.out:
+            per_sample = dict(
+                per_sample,
+                img_path=image_paths(runner.test_dataloader,
+                                     len(per_sample['gt_label'])))
         written = write_osr_report(
             metrics,
-            osr_metric.last_per_sample,
+            per_sample,
             out_dir=self.out_dir or runner.work_dir,
             npz_path=self.out,
             show_dir=self.show_dir,
