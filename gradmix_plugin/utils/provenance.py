@@ -11,7 +11,7 @@ import importlib.metadata
 import logging
 import os.path as osp
 import platform
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 from mmengine.dist import get_world_size
@@ -333,3 +333,68 @@ def warn_resume_config_changes(checkpoint: dict, cfg: Config,
         logger='current',
         level=logging.WARNING)
     return differences
+
+
+def recorded_class_names(checkpoint: dict) -> List[str]:
+    """The class names (in label order) of the data a checkpoint was
+    trained on: ``meta['provenance']['class_names']``, else mmengine's
+    ``meta['dataset_meta']['classes']``; empty if neither is there."""
+    meta = checkpoint.get('meta') or {}
+    names = (meta.get('provenance') or {}).get('class_names') or (
+        meta.get('dataset_meta') or {}).get('classes')
+    return [str(name) for name in names or ()]
+
+
+def check_class_names(expected: Sequence[str],
+                      actual: Sequence[str],
+                      expected_what: str,
+                      actual_what: str,
+                      allow_mismatch: bool = False) -> None:
+    """Refuse data whose class names differ, label by label, from those a
+    model was trained with.
+
+    A class folder missing from a test set (or an extra one) shifts the
+    label of every later class: the numbers of classes can still match and
+    the metrics come out wrong without any error. Nothing is checked where
+    one side has no names.
+
+    Args:
+        expected (Sequence[str]): Class names in label order, e.g. of the
+            checkpoint's training set.
+        actual (Sequence[str]): Those of the data to use with it.
+        expected_what (str): What ``expected`` belongs to, for the message.
+        actual_what (str): What ``actual`` belongs to.
+        allow_mismatch (bool): Warn instead of raising. Defaults to False.
+
+    Raises:
+        ProvenanceMismatchError: Naming the first differing labels with
+            both names.
+    """
+    expected = [str(name) for name in expected or ()]
+    actual = [str(name) for name in actual or ()]
+    if not expected or not actual or expected == actual:
+        return
+    differences = [
+        f'label {label} is {old!r} in {expected_what} but {new!r} in '
+        f'{actual_what}'
+        for label, (old, new) in enumerate(zip(expected, actual))
+        if old != new
+    ]
+    more = len(differences) - 3
+    differences = differences[:3] + ([f'{more} more'] if more > 0 else [])
+    if len(expected) != len(actual):
+        differences.append(f'{len(expected)} classes in {expected_what}, '
+                           f'{len(actual)} in {actual_what}')
+    message = (f'the classes of {actual_what} differ by name from those of '
+               f'{expected_what}: ' + '; '.join(differences))
+    if allow_mismatch:
+        print_log(
+            message + ' (allow_mismatch: going on)',
+            logger='current',
+            level=logging.WARNING)
+        return
+    raise ProvenanceMismatchError(
+        message + '. Labels would be compared shifted. Check the data '
+        'folders (a missing or extra class folder shifts every later '
+        'label) or the known classes; --allow-mismatch (allow_mismatch = '
+        'True in the config) turns this into a warning.')

@@ -36,7 +36,11 @@ from gradmix_plugin.utils.checkpoint import (
     NonFiniteCheckpointError,
     find_resumable_checkpoint,
 )
-from gradmix_plugin.utils.provenance import config_differences
+from gradmix_plugin.utils.provenance import (
+    ProvenanceMismatchError,
+    check_class_names,
+    config_differences,
+)
 from gradmix_plugin.utils.workdir_lock import (
     WorkDirLockedError,
     acquire_work_dir,
@@ -347,3 +351,62 @@ def test_no_epochs_is_refused(tmp_path, png_root, epochs):
         run_tool('train', config(tmp_path, png_root), '--work-dir',
                  str(tmp_path / 'work'), '--cfg-options',
                  f'train_cfg.max_epochs={epochs}')
+
+
+# Class names -------------------------------------------------------------
+
+
+def class_folder(root, classes, png_root):
+    for name in classes:
+        shutil.copytree(osp.join(png_root, 'a'), osp.join(root, name))
+    return str(root)
+
+
+def test_shifted_class_folders_are_refused_by_name(tmp_path, png_root):
+    """A test folder without ``b/`` and with an extra ``x/`` has as many
+    classes, but label 1 is now ``c``: testing must refuse it by name
+    (it used to score with shifted labels, exit 0)."""
+    train_root = class_folder(tmp_path / 'train', 'abc', png_root)
+    test_root = class_folder(tmp_path / 'test', 'acx', png_root)
+    test = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+
+    def osr(root, subset):
+        return dict(type='OSRDataset', known_classes=[0, 1], subset=subset,
+                    dataset=dict(type='CustomDataset', data_root=root,
+                                 pipeline=test))
+
+    cfg = write_config(
+        tmp_path / 'names.py',
+        model=ce_gradmix_model(num_classes=2),
+        train_dataloader=loader(osr(train_root, 'known'), 4),
+        test_dataloader=loader(osr(test_root, 'open'), 4, shuffle=False),
+        test_evaluator=dict(type='OSRMetric', scores=('msp', ),
+                            feature='feats'),
+        test_cfg=dict(),
+        **runtime(1, custom_hooks=[dict(type='GradMixModelHook')]))
+    work_dir = str(tmp_path / 'work')
+    run_tool('train', cfg, '--work-dir', work_dir)
+    checkpoint = osp.join(work_dir, 'epoch_1.pth')
+    assert load_checkpoint(checkpoint)['meta']['provenance'][
+        'class_names'] == ['a', 'b']
+    with pytest.raises(ProvenanceMismatchError,
+                       match="the classes of the test set differ by name "
+                       "from those of the checkpoint's training set: label "
+                       "1 is 'b' in the checkpoint's training set but 'c' "
+                       'in the test set. Labels would be compared shifted'):
+        run_tool('test', cfg, checkpoint, '--work-dir',
+                 str(tmp_path / 'test_work'))
+    assert not osp.exists(tmp_path / 'test_work' / 'osr_metrics.json')
+
+
+def test_class_names_compared_label_by_label():
+    check_class_names(['a', 'b'], ['a', 'b'], 'x', 'y')
+    check_class_names([], ['a'], 'x', 'y')  # nothing recorded
+    with pytest.raises(ProvenanceMismatchError,
+                       match="label 1 is 'b' in the bank but 'c' in the "
+                       "val set; 2 classes in the bank, 3 in the val set"):
+        check_class_names(['a', 'b'], ['a', 'c', 'd'], 'the bank',
+                          'the val set')
+    with logged_messages() as messages:
+        check_class_names(['a'], ['b'], 'x', 'y', allow_mismatch=True)
+    assert any('(allow_mismatch: going on)' in m for m in messages)
