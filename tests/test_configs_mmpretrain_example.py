@@ -106,7 +106,8 @@ def test_mmpretrain_tools_train_and_test_the_example(cifar_like_root,
         'model.backbone.base_channels=8', 'model.head.in_channels=64',
         'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
         'test_dataloader.num_workers=0',
-        'custom_hooks.1.dataloader.num_workers=0', 'val_evaluator.knn_k=5'
+        'custom_hooks.1.dataloader.num_workers=0', 'val_evaluator.knn_k=5',
+        'test_evaluator.knn_k=5'
     ]
     run_tool([
         sys.executable,
