@@ -11,6 +11,8 @@ Example::
 """
 import argparse
 import copy
+import os
+import os.path as osp
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -34,7 +36,7 @@ from gradmix_plugin.engine.hooks.gradmix_model_hook import (
     find_gradmix_augments,
 )
 from gradmix_plugin.models.batch_augments import GradMix
-from gradmix_plugin.utils import merge_options
+from gradmix_plugin.utils import merge_options, safe_checkpoint_loading
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -197,9 +199,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     torch.manual_seed(args.seed)
 
+    # The folder of --out first, so that a long run does not fail at the end.
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     model = build_model(cfg)
     if args.checkpoint is not None:
-        load_checkpoint(model, args.checkpoint, map_location='cpu')
+        with safe_checkpoint_loading():
+            load_checkpoint(model, args.checkpoint, map_location='cpu')
     model.to(args.device).eval()
     gradmix, contrastive = find_gradmix(model)
 

@@ -93,3 +93,19 @@ def test_contrastive_maps_use_train_mode_batchnorm_and_keep_buffers():
     grads = torch.autograd.grad(model.attribution_loss(embeds), activations)
     eval_maps = layercam_maps(activations, grads, (32, 32))[:3]
     assert not torch.allclose(summed, eval_maps, atol=1e-3)
+
+
+def test_out_folder_is_created_and_checkpoint_loads(tmp_path):
+    """``--out dir/x.png`` with a missing ``dir`` used to fail at the end;
+    a checkpoint of the model loads through the safe loader."""
+    config = tmp_path / 'config.py'
+    config.write_text(CONFIG)
+    cfg = Config.fromfile(str(config))
+    model = MODELS.build(cfg.model)
+    checkpoint = tmp_path / 'model.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), checkpoint)
+    out = tmp_path / 'new' / 'deeper' / 'grid.png'
+    load_tool('visualize_gradmix').main([
+        str(config), str(checkpoint), '--out', str(out), '--num-images', '2'
+    ])
+    assert out.is_file()
