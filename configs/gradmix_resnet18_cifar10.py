@@ -1,4 +1,7 @@
-# GradMix (SupCon + SimCLR + GradMix), ResNet-18, CIFAR-10 OSR, 600 epochs.
+# GradMix (SupCon + SimCLR + GradMix), ResNet-18, CIFAR-10 OSR, 600 epochs:
+# THE PLUGIN'S OWN single-stage recipe (mmpretrain's zero_init_residual,
+# layers 3 and 4). The reference's CIFAR-10 recipe is two-stage:
+# configs/reference/ref_cifar10_stage{1,2}_*.py (docs/recipes.md).
 # Select the open-set split (0-4) with: --cfg-options osr_split=<k>
 _base_ = [
     '_base_/models/contrastive_resnet18_cifar.py',

@@ -1,4 +1,6 @@
-# GradMix (SupCon + SimCLR + GradMix), ResNet-18, CIFAR+50 OSR, 600 epochs.
+# GradMix (SupCon + SimCLR + GradMix), ResNet-18, CIFAR+50 OSR, 600 epochs:
+# the plugin's own single-stage recipe; the reference's is two-stage
+# (configs/reference/ref_cifar_plus50_stage{1,2}_*.py).
 # Select the open-set split (0-4) with: --cfg-options osr_split=<k>
 _base_ = [
     '_base_/models/contrastive_resnet18_cifar.py',

@@ -1,4 +1,7 @@
-# GradMix (SupCon + SimCLR + GradMix), ResNet-18, MNIST OSR, 600 epochs.
+# GradMix (SupCon + SimCLR + GradMix), ResNet-18, MNIST OSR, 600 epochs:
+# the plugin's own recipe. The reference's MNIST run trains without
+# GradMix, lambda 3.0, 10 epochs, 1-channel 28x28
+# (configs/reference/ref_mnist_supcon_simclr_resnet18.py).
 # Select the open-set split (0-4) with: --cfg-options osr_split=<k>
 _base_ = [
     '_base_/models/contrastive_resnet18_cifar.py',

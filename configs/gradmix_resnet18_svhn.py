@@ -1,4 +1,5 @@
-# GradMix (SupCon + SimCLR + GradMix), ResNet-18, SVHN OSR, 600 epochs.
+# GradMix (SupCon + SimCLR + GradMix), ResNet-18, SVHN OSR, 600 epochs:
+# the plugin's own recipe (no evaluated SVHN run of the reference found).
 # Select the open-set split (0-4) with: --cfg-options osr_split=<k>
 _base_ = [
     '_base_/models/contrastive_resnet18_cifar.py',

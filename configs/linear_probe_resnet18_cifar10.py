@@ -1,6 +1,8 @@
 # Linear probe of a self-supervised backbone: a linear classifier on the
 # frozen 512-d pooled ResNet-18 features, CIFAR-10 (10 classes), 30 epochs,
-# reports top-1 accuracy. Give the pre-trained checkpoint with
+# reports top-1 accuracy: the plugin's own probe (the reference's, a
+# bias-free layer on the 128-d normalised projection:
+# reference/ref_linear_probe_projection_cifar10.py). Give the checkpoint with
 #   --cfg-options model.backbone.init_cfg.checkpoint=<path/to/epoch_600.pth>
 # (keys `backbone.*` of a ContrastiveClassifier checkpoint are loaded).
 _base_ = [

@@ -1,5 +1,7 @@
 # Self-supervised: SimCLR + GradMix (gamma 0, no labels), ResNet-18, all of
-# CIFAR-10, 600 epochs. Measure it with linear_probe_resnet18_cifar10.py.
+# CIFAR-10, 600 epochs (the plugin's own recipe). Measure it with
+# linear_probe_resnet18_cifar10.py (the plugin's probe) or
+# reference/ref_linear_probe_projection_cifar10.py (the reference's).
 _base_ = [
     '_base_/models/contrastive_resnet18_cifar.py',
     '_base_/datasets/cifar10_two_view.py',

@@ -13,8 +13,7 @@
 # --last_model_path does). Without it the run is refused
 # (RequireLoadFromHook), since 10 epochs from random weights are not this
 # recipe:
-#   python tools/train.py \
-#       configs/reference/ref_cifar10_stage2_supcon_simclr_gradmix_resnet18.py \
+#   python tools/train.py <this config> \
 #       --cfg-options osr_split=<k> load_from=<stage 1 work dir>/epoch_600.pth
 # tools/run_protocol.py chains the stages and passes stage 1's last
 # checkpoint the same way.

@@ -2,8 +2,7 @@
 # GradMix (gamma 1.0, lambda 1.2), 10 epochs with a new optimiser, from the
 # weights of ref_cifar_plus10_stage1_simclr_gradmix_resnet18.py given as
 # load_from (required, RequireLoadFromHook):
-#   python tools/train.py \
-#       configs/reference/ref_cifar_plus10_stage2_supcon_simclr_gradmix_resnet18.py \
+#   python tools/train.py <this config> \
 #       --cfg-options osr_split=<k> load_from=<stage 1 work dir>/epoch_600.pth
 _base_ = [
     '../_base_/models/ref_contrastive_resnet18_cifar.py',
