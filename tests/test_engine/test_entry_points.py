@@ -13,6 +13,7 @@ import torch
 from helpers import REPO, mmpretrain_tool, run_tool
 
 from gradmix_plugin.evaluation import load_osr_metrics
+from gradmix_plugin.utils import free_port
 
 CONFIG = osp.join(REPO, 'configs', 'gradmix_resnet18_digits.py')
 #: 1 epoch on 20 images per known class, split 2, seed 0.
@@ -102,3 +103,26 @@ def test_same_run_under_every_entry_point(tmp_path):
             for k in weights['plugin']), entry
         assert metrics[entry] == metrics['plugin'], entry
     assert metrics['plugin']  # the report has values
+
+
+@pytest.mark.slow
+def test_mmpretrain_tool_under_torchrun_on_cpu(tmp_path):
+    # mmengine's own init_dist needs CUDA; the runner sets up gloo, adds
+    # SyncBuffersHook and tears the group down, also under mmpretrain's
+    # tools/train.py.
+    work_dir = str(tmp_path / 'ddp')
+    result = run_tool([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+        '2', '--master_port',
+        str(free_port()),
+        mmpretrain_tool('train'), CONFIG, '--launcher', 'pytorch',
+        '--work-dir', work_dir
+    ] + options_args({
+        'train_cfg.max_epochs': 1,
+        'train_dataloader.dataset.max_per_class': 20
+    }))
+    output = result.stdout + result.stderr
+    assert 'initialised gloo process group: rank 1 of 2' in output
+    assert 'SyncBuffersHook' in output
+    assert 'terminate called' not in output
+    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
