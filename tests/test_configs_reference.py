@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from helpers import REPO
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import RUNNERS
@@ -21,7 +22,6 @@ from gradmix_plugin.engine.hooks.require_load_from_hook import (
 )
 from gradmix_plugin.utils import load_from_local_safely, prepare_config
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DOCS = osp.join(REPO, 'docs', 'recipes.md')
 REFERENCE = osp.join(REPO, 'configs', 'reference')
 TABLE_TITLE = '### The networks of the recipes'

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from helpers import REPO
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.datasets.categories import (
@@ -22,7 +23,6 @@ from gradmix_plugin.datasets import (
 )
 from gradmix_plugin.utils import prepare_config
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import load_tool
+from helpers import REPO, load_tool
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
@@ -17,7 +17,6 @@ import gradmix_plugin  # noqa: F401  (registers the plugin)
 from gradmix_plugin.datasets import CIFAR10C
 from gradmix_plugin.datasets.digits import load_digits_arrays
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'gradmix_resnet18_digits.py')
 # A ResNet-18 of width 4 (32-d features, 16-d embeddings).
 TINY = {
