@@ -58,6 +58,8 @@ def _warn(message: str) -> None:
 
 def _to_numpy(x: ArrayLike) -> np.ndarray:
     if isinstance(x, torch.Tensor):
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.float()  # mixed-precision outputs (numpy has no bf16)
         return x.detach().cpu().numpy()
     return np.asarray(x)
 
@@ -421,6 +423,11 @@ class OSRMetric(BaseMetric):
             dict[str, float]: The metrics, in percent.
         """
         start = time.perf_counter()
+        if not results:
+            raise ValueError(
+                'OSRMetric received no samples: the evaluated dataloader is '
+                'empty. Check its dataset (data_root, the OSR subset and '
+                'classes, max_per_class).')
         labels = np.array([r['gt_label'] for r in results], dtype=np.int64)
         outputs = {}
         for key in self.output_keys:
@@ -431,6 +438,15 @@ class OSRMetric(BaseMetric):
                 raise ValueError(
                     f'only {present} of {len(results)} samples have '
                     f'{key!r} in their model outputs')
+        for key, values in outputs.items():
+            if len(values) > 1 and np.isfinite(values).all() and np.ptp(
+                    values, axis=0).max(initial=0) <= 1e-6 * max(
+                        1.0, float(np.abs(values).max(initial=0))):
+                _warn(f'OSRMetric: the {key} of all {len(values)} samples '
+                      'are the same (a degenerate or collapsed model): '
+                      'every score ties and the metrics are at chance '
+                      'level. Check the training run (loss, learning '
+                      'rate) and the checkpoint.')
         sources = [r.get('ood_source') for r in results]
         fit_info: Dict[str, dict] = {}
         metrics, self.last_per_sample = self.calculate(
