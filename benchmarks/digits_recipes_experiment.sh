@@ -67,3 +67,29 @@ for m in A_baseline/ref_digits_supcon_simclr_resnet18 \
     echo "## $m"
     $PY tools/summarize_osr.py "$ROOT"/$m/split*_seed* 2>/dev/null
 done
+# Per-split pairs: class_knn / knn AUROC, OSCR and accuracy of every method.
+$PY - "$ROOT" <<'PYEOF'
+import glob, json, os.path as osp, sys
+root = sys.argv[1]
+methods = [('A SupCon+SimCLR', 'A_baseline/ref_digits_supcon_simclr_resnet18'),
+           ('B plugin GradMix', 'B_plugin/gradmix_resnet18_digits'),
+           ('C two-stage', 'C_two_stage/ref_digits_stage2_supcon_simclr_gradmix_resnet18'),
+           ('D two-stage, s1 no GradMix',
+            'D_two_stage_s1_nogm/ref_digits_stage2_supcon_simclr_gradmix_resnet18')]
+keys = ['osr/class_knn/auroc', 'osr/knn/auroc', 'osr/class_knn/oscr',
+        'osr/class_knn/accuracy']
+print('| split | method | ' + ' | '.join(k[4:] for k in keys) + ' |')
+print('|---|---|' + '---|' * len(keys))
+for path in sorted(glob.glob(osp.join(root, methods[0][1], 'split*_seed*'))):
+    run = osp.basename(path)
+    for name, sub in methods:
+        f = osp.join(root, sub, run, 'osr_metrics.json')
+        if not osp.exists(f):
+            print(f'| {run} | {name} | ' + ' | '.join('-' for _ in keys) + ' |')
+            continue
+        m = json.load(open(f))
+        m = m.get('metrics', m)
+        print(f'| {run} | {name} | ' + ' | '.join(
+            f'{m[k]:.2f}' if k in m else '-' for k in keys) + ' |')
+PYEOF
+
