@@ -1,5 +1,6 @@
 """Open-set inference: "class X" or "unknown" for new images."""
 import copy
+import math
 import os
 import os.path as osp
 from pathlib import Path
@@ -16,6 +17,7 @@ from mmpretrain.apis import ImageClassificationInferencer, ModelHub, get_model
 from mmpretrain.datasets import remove_transform
 from mmpretrain.registry import TRANSFORMS
 from mmpretrain.structures import DataSample
+from mmpretrain.utils import track
 
 from ..utils.config_rules import merge_data_preprocessor
 from .builder import load_osr_model
@@ -239,17 +241,53 @@ class OSRInferencer(ImageClassificationInferencer):
 
     def preprocess(self, inputs: list, batch_size: int = 1) -> Iterator:
         """Load, transform and batch the inputs."""
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(
-                f'batch_size must be a positive integer, got {batch_size!r}')
         pipeline = Compose([self._load, self.pipeline])
         chunks = self._get_chunk_data(map(pipeline, inputs), batch_size)
         yield from map(default_collate, chunks)
 
-    @torch.no_grad()
-    def forward(self, inputs: dict, **kwargs) -> List[DataSample]:
-        """Run the model and the detector on one batch."""
-        samples = self.model.test_step(inputs)
+    def __call__(self,
+                 inputs: InputType,
+                 return_datasamples: bool = False,
+                 batch_size: int = 1,
+                 **kwargs) -> list:
+        """Classify the inputs as a known class or unknown.
+
+        The model runs batch by batch (with a progress bar); the detector
+        then scores all outputs at once, so that the bank is prepared once
+        per call, not once per batch.
+
+        Args:
+            inputs (str | np.ndarray | list): Image paths, folders or
+                arrays.
+            return_datasamples (bool): Return the data samples instead of
+                dicts. Defaults to False.
+            batch_size (int): Batch size of the model. Defaults to 1.
+            show_dir (str, optional): Write the images with their decisions
+                here. Defaults to None.
+
+        Returns:
+            list: One dict (or data sample) per image.
+        """
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                or batch_size < 1):
+            raise ValueError(
+                f'batch_size must be a positive integer, got {batch_size!r}')
+        _, _, visualize_kwargs, _ = self._dispatch_kwargs(**kwargs)
+        ori_inputs = self._inputs_to_list(inputs)
+        batches = self.preprocess(ori_inputs, batch_size=batch_size)
+        preds = []
+        for batch in track(
+                batches, 'Inference',
+                total=math.ceil(len(ori_inputs) / batch_size)):
+            preds.extend(self.forward(batch))
+        self.decide(preds)
+        visualization = self.visualize(ori_inputs, preds, **visualize_kwargs)
+        return self.postprocess(preds, visualization, return_datasamples)
+
+    def decide(self, samples: List[DataSample]) -> None:
+        """Score the model outputs of the samples with the detector and set
+        ``osr_score``, ``is_unknown``, ``osr_threshold``,
+        ``osr_pred_label`` and ``osr_pred_score`` on each."""
         outputs = {}
         for key in self._input_keys:
             if key not in samples[0]:
@@ -270,7 +308,6 @@ class OSRInferencer(ImageClassificationInferencer):
                              'osr_pred_label', field_type='metainfo')
             sample.set_field(float(decided['pred_score'][index]),
                              'osr_pred_score', field_type='metainfo')
-        return samples
 
     def visualize(self,
                   ori_inputs: list,
