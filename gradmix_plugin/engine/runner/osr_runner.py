@@ -26,6 +26,7 @@ from ...utils.checkpoint import (
     use_atomic_checkpoint_hook,
 )
 from ...utils.config_rules import apply_config_rules, check_osr_evaluator
+from ...utils.data_checks import explain_symlink_loops
 from ...utils.provenance import (
     check_provenance,
     dataset_provenance,
@@ -320,7 +321,7 @@ class OSRRunner(Runner):
             What ``loop`` returns.
         """
         try:
-            with safe_checkpoint_loading():
+            with safe_checkpoint_loading(), explain_symlink_loops():
                 result = loop()
         except BaseException:
             if self.distributed:

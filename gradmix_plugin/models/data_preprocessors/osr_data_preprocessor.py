@@ -1,5 +1,6 @@
 """Data pre-processor for open-set recognition."""
 import logging
+from collections import Counter
 from typing import Union
 
 import torch
@@ -43,6 +44,7 @@ class OSRDataPreprocessor(ClsDataPreprocessor):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._size_warned = False
         if not self._enable_normalize:
             print_log(
                 'OSRDataPreprocessor has no mean / std: the model gets raw '
@@ -68,6 +70,31 @@ class OSRDataPreprocessor(ClsDataPreprocessor):
                     f'{UNKNOWN_LABEL} (unknown class); training sets must '
                     "hold known classes only (OSRDataset subset='known').")
 
+    def _warn_mixed_sizes(self, view, data_samples) -> None:
+        """Warn once when a batch holds images of different sizes, which
+        the parent pads to the largest without a word."""
+        if self._size_warned or not isinstance(view, (list, tuple)) or \
+                len(view) < 2 or not torch.is_tensor(view[0]):
+            return
+        sizes = [tuple(image.shape[-2:]) for image in view]
+        common = Counter(sizes).most_common(1)[0][0]
+        odd = next((i for i, size in enumerate(sizes) if size != common),
+                   None)
+        if odd is None:
+            return
+        self._size_warned = True
+        sample = (data_samples or [None] * len(view))[odd]
+        name = getattr(sample, 'metainfo', {}).get('img_path') or \
+            f'sample {odd} of the batch'
+        print_log(
+            f'OSRDataPreprocessor: image {name} is {sizes[odd][0]}x'
+            f'{sizes[odd][1]} but the other images of its batch are '
+            f'{common[0]}x{common[1]}: it is zero-padded to the largest '
+            'size, not resized. Fix the file or add a Resize to the '
+            'pipeline. (Warned once.)',
+            logger='current',
+            level=logging.WARNING)
+
     def _preprocess_images(self, inputs) -> torch.Tensor:
         """Normalise, convert and stack one view, without its labels."""
         return super().forward({'inputs': inputs})['inputs']
@@ -88,6 +115,8 @@ class OSRDataPreprocessor(ClsDataPreprocessor):
         inputs = data['inputs']
         multi_view = self._is_multi_view(inputs)
         views = list(inputs) if multi_view else [inputs]
+        for view in views:
+            self._warn_mixed_sizes(view, data_samples)
         if training:
             self._check_known_labels(data_samples)
             if multi_view and self.batch_augments is not None:
