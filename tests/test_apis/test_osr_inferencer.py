@@ -223,3 +223,13 @@ def test_model_hub_names_and_inference_model(tmp_path):
         result = inference_model(
             'ce_gradmix_resnet18_cifar10', image, pretrained=ckpt)
     assert result['pred_class'] in classes
+
+
+def test_metafile_names_existing_configs():
+    import yaml
+    with open(osp.join(REPO, 'configs', 'metafile.yml')) as file:
+        models = yaml.safe_load(file)['Models']
+    for model in models:
+        assert osp.isfile(osp.join(REPO, model['Config'])), model['Name']
+        assert model['Name'] == osp.splitext(
+            osp.basename(model['Config']))[0]
