@@ -2,8 +2,10 @@
 # tested as an OOD benchmark: the ID set is the known classes of the split's
 # test set; the OOD sources are the split's 4 unknown classes (`unknown`),
 # Tiny-ImageNet (`tin`, resized to 32x32) and MNIST (`mnist`, 3 channels,
-# 32x32). Training and validation are those of ce_resnet18_cifar10.py, so
-# its checkpoints test here unchanged:
+# 32x32), reported per source and per group (the mean over the group's
+# sources, as OpenOOD's near / far): `near` = the split's unknown CIFAR-10
+# classes and Tiny-ImageNet, `far` = MNIST. Training and validation are
+# those of ce_resnet18_cifar10.py, so its checkpoints test here unchanged:
 #   python tools/test.py configs/ce_resnet18_cifar10_osr_ood.py CKPT
 _base_ = [
     './ce_resnet18_cifar10.py',
@@ -33,5 +35,6 @@ test_dataloader = dict(
             dict(name='unknown', dataset=_split_test('unknown')),
             _base_.tin_ood,
             _base_.mnist_ood,
-        ]))
+        ],
+        ood_groups=dict(near=['unknown', 'tin'], far=['mnist'])))
 test_evaluator = _base_.ood_evaluator

@@ -167,7 +167,7 @@ def test_ood_configs_test_every_source(path, tmp_path):
     cfg = make_tiny(Config.fromfile(path), tmp_path)
     metrics = Runner.from_cfg(prepare_config(cfg, path)).test()
     for source in cfg.test_dataloader.dataset.ood_datasets:
-        assert f'osr/ood_{source.name}/mahalanobis/auroc' in metrics
+        assert f'osr/ood={source.name}/mahalanobis/auroc' in metrics
     assert 'osr/mls/openood_fpr95' in metrics
 
 

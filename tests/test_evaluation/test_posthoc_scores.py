@@ -360,3 +360,24 @@ def test_scores_separate_known_from_unknown(data):
         _, values = fit(data, cfg)
         assert values.shape == (100, ) and np.isfinite(values).all(), name
         assert roc_auc_score(is_known, values) > 0.5, name
+
+
+def test_she_class_without_correct_samples_warns(data):
+    train = dict(data['train'])
+    labels = train['labels'].copy()
+    preds = (train['feats'] @ data['weight'].T + data['bias']).argmax(1)
+    # Relabel class 2's correctly classified samples: none left correct.
+    labels[(labels == 2) & (preds == 2)] = 0
+    with pytest.warns(UserWarning, match=r'classes \[2\] have no correctly'):
+        score = SCORES.build(dict(type='she')).fit(
+            train=dict(train, labels=labels), fc_weight=data['weight'],
+            fc_bias=data['bias'])
+    rows = labels == 2
+    np.testing.assert_allclose(score.patterns[2],
+                               train['feats'][rows].mean(0), rtol=RTOL)
+    assert score.fit_info['classes_without_correct_samples'] == [2]
+    with pytest.raises(ScoreInputError, match=r'classes \[2\] have no '
+                       'training sample'):
+        SCORES.build(dict(type='she')).fit(
+            train=dict(train, labels=np.where(labels == 2, 0, labels)),
+            fc_weight=data['weight'], fc_bias=data['bias'])

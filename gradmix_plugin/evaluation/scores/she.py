@@ -1,3 +1,4 @@
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -22,7 +23,10 @@ class SHEScore(BaseScore):
     <https://openreview.net/forum?id=KkazG4lgKL>`_ (Zhang et al. 2023);
     OpenOOD ``she`` (``metric='inner_product'``; ``'euclidean'`` is minus
     the distance, ``'cosine'`` the cosine similarity). The training
-    predictions are the final layer's argmax.
+    predictions are the final layer's argmax. A class without any correctly
+    classified training sample (OpenOOD: a NaN pattern) gets the mean of
+    all its training samples, with a ``UserWarning`` and the classes in
+    :attr:`fit_info`.
 
     Args:
         metric (str): One of :data:`SHE_METRICS`.
@@ -49,18 +53,27 @@ class SHEScore(BaseScore):
         preds = self.linear(feats).argmax(axis=1)
         num_classes = self.fc_weight.shape[0]
         self.patterns = np.zeros((num_classes, feats.shape[1]))
-        empty = []
+        missing, uncorrected = [], []
         for c in range(num_classes):
             rows = (labels == c) & (preds == c)
+            if not rows.any():
+                rows = labels == c
+                (uncorrected if rows.any() else missing).append(c)
             if rows.any():
                 self.patterns[c] = feats[rows].mean(axis=0)
-            else:
-                empty.append(c)
-        if empty:
+        if missing:
             raise ScoreInputError(
-                f'she: classes {empty} have no correctly classified '
-                'training sample, so they have no stored pattern; use a '
-                'bank of the training set of a trained model')
+                f'she: classes {missing} have no training sample, so they '
+                'have no stored pattern; build the bank from every known '
+                'class')
+        if uncorrected:
+            warnings.warn(
+                f'she: classes {uncorrected} have no correctly classified '
+                'training sample; their stored pattern is the mean of all '
+                'their training samples (OpenOOD would give NaN scores); '
+                'the model is probably undertrained',
+                stacklevel=3)
+        self.fit_info['classes_without_correct_samples'] = uncorrected
         self.fit_info['correct_fraction'] = float(np.mean(preds == labels))
 
     def _score(self, feats: np.ndarray, logits: Optional[np.ndarray]
