@@ -36,6 +36,8 @@ from protocol_helpers import (
     write_config,
 )
 
+from gradmix_plugin.utils import load_checkpoint_file
+
 summarize_osr = importlib.import_module('summarize_osr')
 
 @pytest.fixture(scope='module')
@@ -123,7 +125,7 @@ def test_slurm_resumes_an_interrupted_run(work_root, tmp_path, monkeypatch):
     (run_dir / 'last_checkpoint').write_text(str(run_dir / 'epoch_1.pth'))
     (run_dir / 'osr_metrics.json').unlink()
     state = json.loads((run_dir / 'state.json').read_text())
-    state.update(status='training', trained=False)
+    state.update(status='training', trained=False, trained_stages=0)
     (run_dir / 'state.json').write_text(json.dumps(state))
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
@@ -377,8 +379,8 @@ def test_two_stage_recipe_chains_its_stages(tmp_path, capsys, monkeypatch):
     with open(run.log_path) as f:
         log = f.read()
     assert f'load_from={first}' in log
-    stage1 = torch.load(first, weights_only=True)
-    last = torch.load(run.final_checkpoint(), weights_only=True)
+    stage1 = load_checkpoint_file(first)
+    last = load_checkpoint_file(run.final_checkpoint())
     # Stage 2 starts from stage 1's weights (lr 0 keeps them) ...
     expected = parameters(stage1['state_dict'])
     assert parameters(last['state_dict']).keys() == expected.keys()
@@ -412,7 +414,9 @@ def test_two_stage_recipe_chains_its_stages(tmp_path, capsys, monkeypatch):
     assert state['status'] == 'done'
     with open(run.log_path) as f:
         resumed = f.read()[len(log):]
-    assert '--resume' in resumed and 'load_from' not in resumed
+    train, test = [line for line in resumed.splitlines() if line[:2] == '$ ']
+    assert '--resume' in train and 'load_from=' not in train
+    assert 'tools/test.py' in test
     assert 'resumed epoch: 1' in resumed
 
 
@@ -495,3 +499,19 @@ def test_stages_that_cannot_chain_are_refused(tmp_path, configs, options,
             *options
         ])
     assert os.listdir(tmp_path) == []
+
+
+def test_stage_job_without_its_previous_stage_fails(tmp_path, capsys):
+    """A stage's job that finds the previous stage untrained (resubmitted
+    by hand) fails instead of training from scratch."""
+    assert run_protocol.main([
+        STAGE1, STAGE2, '--splits', '0', '--work-root',
+        str(tmp_path), '--launcher', 'slurm', '--gpus-per-job', '0',
+        '--in-job', '--job-stage', '2'
+    ]) == 1
+    assert ('split 0 seed 0 stage 2 of 2: stage 1 is not trained; run the '
+            'same command again to submit the stages left'
+            ) in capsys.readouterr().out
+    recipe = ('ref_digits_stage1_simclr_gradmix_resnet18+'
+              'ref_digits_stage2_supcon_simclr_gradmix_resnet18')
+    assert read_state(tmp_path, 'split0_seed0', recipe)['status'] == 'failed'
