@@ -150,6 +150,7 @@ def sharded_worker(rank, world_size, port, roots, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_keep_every_source(png_root, gray_root, tmp_path):
     """Each rank scores its shard; collected on rank 0, every sample still
     names its source, so the per-source metrics equal one process's."""

@@ -83,6 +83,7 @@ def cell_values(results, metric='class_knn_accuracy'):
             for s, cell in by_severity.items()}
 
 
+@pytest.mark.slow
 def test_every_cell_is_evaluated_and_written(runs):
     fly = runs['fly']
     assert fly['source'] == 'imagecorruptions'
@@ -113,12 +114,14 @@ def test_every_cell_is_evaluated_and_written(runs):
     assert [r[1] for r in rows[1:]] == ['fog', 'gaussian_noise', 'mean']
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_cells(runs):
     # A recomputed cell would have a new run time.
     assert runs['rerun']['cells'] == runs['fly']['cells']
     assert runs['rerun']['clean'] == runs['fly']['clean']
 
 
+@pytest.mark.slow
 def test_cache_gives_the_on_the_fly_numbers_and_the_cifar_c_layout(runs):
     assert cell_values(runs['cached']) == cell_values(runs['fly'])
     assert all(cell['from_cache']
@@ -136,6 +139,7 @@ def test_cache_gives_the_on_the_fly_numbers_and_the_cifar_c_layout(runs):
                               images[3 * NUM_SAMPLES:4 * NUM_SAMPLES])
 
 
+@pytest.mark.slow
 def test_baseline_corruption_errors(runs):
     other, base = runs['other'], runs['fly']
     ce = other['baseline']['class_knn_accuracy']

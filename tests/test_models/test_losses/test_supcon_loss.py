@@ -220,6 +220,7 @@ def distributed_worker(rank, world_size, port, result_dir):
         torch_dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_distributed_gather_matches_single_process(tmp_path):
     """Two gloo CPU processes with 4 samples each equal one process with 8.
 
