@@ -195,7 +195,8 @@ def build_detector(cfg: Config,
     training images, test pipeline). With ``holdout`` a seeded fraction of
     every known class is held out of it (``OSRDataset`` subsets
     ``'known_train'`` for the bank and ``'known_holdout'`` for the
-    threshold); with ``holdout=None`` the bank is all known training images
+    threshold; a plain dataset, all of whose classes are known, is viewed
+    through an ``OSRDataset`` of all its classes); with ``holdout=None`` the bank is all known training images
     and the threshold is set on them (optimistic, with a warning).
 
     Args:
@@ -233,11 +234,21 @@ def build_detector(cfg: Config,
     if model is None:
         model = load_osr_model(cfg, checkpoint, device, allow_mismatch)
     bank_dataset = find_bank_dataset(cfg)
-    if bank_dataset.get('type') != 'OSRDataset':
-        raise ValueError(
-            'the OSRBankHook dataset is a '
-            f'{bank_dataset.get("type")!r}, not an OSRDataset: a held-out '
-            'split needs OSRDataset (or build with holdout=None)')
+    if bank_dataset.get('type') != 'OSRDataset' and holdout is not None:
+        # A plain dataset (every class known): the held-out split of an
+        # OSRDataset view of all its classes, labels unchanged.
+        plain = DATASETS.build(bank_dataset)
+        classes = plain.metainfo.get('classes')
+        if not classes:
+            raise ValueError(
+                'the OSRBankHook dataset '
+                f'({bank_dataset.get("type")!r}) has no classes in its '
+                'metainfo, so no held-out split can be drawn; set '
+                'metainfo=dict(classes=...) or build with holdout=None')
+        bank_dataset = dict(
+            type='OSRDataset',
+            dataset=plain,
+            known_classes=list(range(len(classes))))
     val_dataset = None
     if holdout is not None:
         bank_dataset.update(subset='known_train', holdout=holdout, seed=seed)

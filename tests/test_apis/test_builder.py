@@ -26,18 +26,36 @@ def test_config_without_bank_hook_is_refused():
         find_bank_dataset(Config(dict(custom_hooks=[])))
 
 
-def test_bank_that_is_not_an_osr_dataset_is_refused():
+def test_plain_bank_dataset_gets_a_held_out_split(tmp_path):
+    """A bank dataset without OSRDataset (every class known): the
+    held-out split is drawn from an OSRDataset view of all its classes."""
+    bank = dict(
+        type='DigitsDataset',
+        split='train',
+        indices=150,
+        pipeline=[dict(type='PackInputs')])
     cfg = Config(
-        dict(
-            custom_hooks=[
-                dict(
-                    type='OSRBankHook',
-                    dataloader=dict(dataset=dict(type='CustomDataset')))
-            ]))
-    with pytest.raises(ValueError,
-                       match="dataset is a 'CustomDataset', not an "
-                       'OSRDataset'):
-        build_detector(cfg, 'unused.pth', model=object())
+        dict(custom_hooks=[
+            dict(type='OSRBankHook', dataloader=dict(dataset=bank))
+        ]))
+    ckpt = tmp_path / 'model.pth'
+    ckpt.write_bytes(b'weights')
+    detector = build_detector(
+        cfg, str(ckpt), model=get_model(DIGITS), holdout=0.2)
+    assert detector.classes == tuple(str(d) for d in range(10))
+    assert detector.threshold_source == 'known_holdout'
+    sizes = (detector.provenance['bank']['size'],
+             detector.provenance['threshold_images']['size'])
+    assert sum(sizes) == 150 and 20 <= sizes[1] <= 40
+    unlabelled = dict(bank, metainfo=dict(classes=[]))
+    with pytest.raises(ValueError, match='has no classes in its metainfo'):
+        build_detector(
+            Config(
+                dict(custom_hooks=[
+                    dict(
+                        type='OSRBankHook',
+                        dataloader=dict(dataset=unlabelled))
+                ])), str(ckpt), model=object())
 
 
 def test_logit_score_on_a_model_without_head_is_refused():
