@@ -11,8 +11,25 @@ Importing registers and does nothing else: no warning filter, checkpoint
 loader or allow-list of the process changes (the runner and the tools load
 checkpoints safely where they load them).
 """
-from . import (  # noqa
-    apis, attribution, datasets, engine, evaluation, models, utils)
+import warnings
+
+with warnings.catch_warnings():
+    # mmpretrain.models, imported here first, imports mmcv, and mmcv-lite
+    # warns that it lacks MultiScaleDeformableAttention (a CUDA op nothing
+    # here uses). Only that message, only during this import.
+    warnings.filterwarnings(
+        'ignore',
+        message='Fail to import ``MultiScaleDeformableAttention``',
+        category=UserWarning)
+    from . import (  # noqa: F401
+        apis,
+        attribution,
+        datasets,
+        engine,
+        evaluation,
+        models,
+        utils,
+    )
 from .version import __version__
 
 __all__ = ['__version__']

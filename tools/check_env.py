@@ -140,7 +140,7 @@ def training_step(build: Callable[[], torch.nn.Module], num_views: int,
     before = [p.detach().clone() for p in model.parameters()]
     with cpu_bf16(amp and device.type == 'cpu'):
         losses = model.train_step(batch(num_views), wrapper)
-    loss = float(losses['loss'])
+    loss = float(losses['loss'].detach())
     if not np.isfinite(loss):
         raise RuntimeError(f'non-finite loss {loss}')
     if all(torch.equal(a, b) for a, b in zip(before, model.parameters())):

@@ -17,6 +17,7 @@ from gradmix_plugin.utils import (
     add_runner_args,
     distributed_teardown,
     parse_runner_args,
+    read_config,
 )
 
 
@@ -110,7 +111,7 @@ def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:
 
 def main() -> None:
     args = parse_args()
-    cfg = merge_args(Config.fromfile(args.config), args)
+    cfg = merge_args(read_config(args.config), args)
     with distributed_teardown():
         runner = RUNNERS.build(cfg)
         runner.train()

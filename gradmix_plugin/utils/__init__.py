@@ -29,6 +29,7 @@ from .provenance import (
     library_versions,
     recorded_provenance,
 )
+from .quiet import read_config
 from .setup_env import (
     add_custom_hook,
     add_runner_args,
@@ -57,7 +58,8 @@ __all__ = [
     'file_sha256', 'free_port', 'iter_dicts', 'library_versions',
     'load_checkpoint_file', 'load_from_local_safely',
     'merge_data_preprocessor', 'merge_options', 'parse_runner_args',
-    'prepare_config', 'prepare_test_config', 'recorded_provenance',
+    'prepare_config', 'prepare_test_config', 'read_config',
+    'recorded_provenance',
     'register_checkpoint_loader', 'register_safe_globals',
     'resumable_worker_init_fn', 'safe_checkpoint_loading',
     'setup_distributed', 'verify_checkpoint_file'

@@ -448,7 +448,10 @@ def base_config_files(filename: str) -> List[str]:
         bases = Config._get_base_files(filename)
     except Exception:  # not parsable here: mmengine reports it itself
         return []
-    return [Config._get_cfg_path(base, filename)[0] for base in bases]
+    with warnings.catch_warnings():  # as in read_config_file
+        warnings.filterwarnings(
+            'ignore', 'pkg_resources is deprecated', UserWarning)
+        return [Config._get_cfg_path(base, filename)[0] for base in bases]
 
 
 def _format_sites(sites: Sequence[Path]) -> str:

@@ -1,7 +1,9 @@
 """Checkpoints that a kill at any moment cannot lose."""
+import contextlib
 import logging
 import os
 import os.path as osp
+from typing import Iterator, Sequence
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
@@ -11,21 +13,36 @@ from mmpretrain.registry import HOOKS
 
 from ...utils.checkpoint import replace_file_atomically
 
-#: The message of mmengine's ``FileClient`` (logged, not warned).
-FILE_CLIENT_DEPRECATION = (
+#: The deprecation messages (logged, not warned) of the ``FileClient``
+#: that mmengine's ``CheckpointHook.before_train`` and ``save_checkpoint``
+#: build whatever the config says.
+FILE_CLIENT_DEPRECATIONS = (
     '"FileClient" will be deprecated in future. Please use io functions in '
-    'https://mmengine.readthedocs.io/en/latest/api/fileio.html#file-io')
+    'https://mmengine.readthedocs.io/en/latest/api/fileio.html#file-io',
+    '"HardDiskBackend" is the alias of "LocalBackend" and the former will '
+    'be deprecated in future.')
 
 
-class _DropMessage(logging.Filter):
-    """Drop the log records of exactly one message."""
+class _DropMessages(logging.Filter):
+    """Drop the log records of exactly the given messages."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, messages: Sequence[str]) -> None:
         super().__init__()
-        self.message = message
+        self.messages = set(messages)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != self.message
+        return record.getMessage() not in self.messages
+
+
+@contextlib.contextmanager
+def _without_file_client_deprecations() -> Iterator[None]:
+    logger = MMLogger.get_current_instance()
+    drop = _DropMessages(FILE_CLIENT_DEPRECATIONS)
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 @HOOKS.register_module()
@@ -48,16 +65,11 @@ class AtomicCheckpointHook(CheckpointHook):
     """
 
     def before_train(self, runner) -> None:
-        """As ``CheckpointHook``, without the deprecation warning of the
+        """As ``CheckpointHook``, without the deprecation warnings of the
         ``FileClient`` that mmengine's hook builds whatever the config
-        says (only that message is dropped, only meanwhile)."""
-        logger = MMLogger.get_current_instance()
-        drop = _DropMessage(FILE_CLIENT_DEPRECATION)
-        logger.addFilter(drop)
-        try:
+        says (only those messages are dropped, only meanwhile)."""
+        with _without_file_client_deprecations():
             super().before_train(runner)
-        finally:
-            logger.removeFilter(drop)
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         if not isinstance(self.file_backend, LocalBackend):
@@ -75,16 +87,17 @@ class AtomicCheckpointHook(CheckpointHook):
         self.last_ckpt = osp.join(self.out_dir, filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
         temporary = f'.{filename}.tmp-{os.getpid()}'
-        runner.save_checkpoint(
-            self.out_dir,
-            temporary,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
+        with _without_file_client_deprecations():
+            runner.save_checkpoint(
+                self.out_dir,
+                temporary,
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args)
         if not is_main_process():
             return
         temporary = osp.join(self.out_dir, temporary)
