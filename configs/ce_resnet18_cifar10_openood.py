@@ -9,10 +9,11 @@
 # (dim=256), SHE and NNGuide (K=100, alpha=0.01) need the full 50,000-image
 # bank of a trained 512-d ResNet-18; add them to `scores` for a real run
 # (configs/all_scores_resnet18_digits.py lists every score):
-#   python tools/test.py configs/ce_resnet18_cifar10_openood.py CKPT \
-#       --cfg-options openood_root=/path/to/OpenOOD/data
-# (`openood_root` holds benchmark_imglist/ and images_classic/, see
-# OpenOOD's scripts/download/download.py).
+#   python tools/test.py configs/ce_resnet18_cifar10_openood.py CKPT
+# `openood_root` holds benchmark_imglist/ and images_classic/ (OpenOOD's
+# data folder, see its scripts/download/download.py); it is substituted
+# when the config is read, so edit it here (or override every
+# `...data_root` of the test datasets).
 _base_ = ['./ce_resnet18_cifar10_ood.py']
 
 openood_root = 'data/openood'

@@ -91,3 +91,21 @@ def test_score_before_fit_and_missing_inputs_are_refused(fixture):
         SCORES.build(dict(type='msp')).score(feats=fixture['feats'])
     with pytest.raises(ScoreInputError, match="'knn' is fitted on known"):
         SCORES.build(dict(type='knn')).fit()
+
+
+def test_osr_metric_score_configs():
+    metric = OSRMetric(scores=['knn', dict(type='react', name='react95',
+                                           percentile=95)], knn_k=7)
+    assert metric.scores == ('knn', 'react95')
+    assert metric.score_specs['knn'] == dict(
+        type='knn', k=7, chunk_size=4096, bank_dtype='float32',
+        index='flat', nlist=1024, nprobe=32, use_gpu=None)
+    assert metric.score_specs['react95'] == dict(type='react', percentile=95)
+    with pytest.raises(ValueError, match="score 'react' is listed twice"):
+        OSRMetric(scores=['react', dict(type='react', percentile=95)])
+    with pytest.raises(ValueError, match="OSRMetric knn_k=10 conflicts "
+                       "with k=20 of score 'knn'; set it in one place"):
+        OSRMetric(scores=[dict(type='knn', k=20)], knn_k=10)
+    # The same value in both places, or the option at its default: fine.
+    assert OSRMetric(scores=[dict(type='knn', k=20)]).score_specs['knn'][
+        'k'] == 20
