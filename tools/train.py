@@ -15,6 +15,7 @@ from mmengine.registry import RUNNERS
 
 from gradmix_plugin.utils import (
     add_runner_args,
+    apply_smoke,
     distributed_teardown,
     parse_runner_args,
     read_config,
@@ -55,6 +56,13 @@ def parse_args() -> argparse.Namespace:
         help='resume even if the checkpoint records another protocol, '
         'split, classes or dataset than the config (a warning instead of '
         'an error)')
+    parser.add_argument(
+        '--smoke',
+        type=int,
+        metavar='N',
+        help='a smoke run: at most N samples per class in every dataset '
+        '(training, bank, validation, test, OOD), at most 2 epochs, '
+        'validation at the end')
     add_runner_args(parser)
     return parse_runner_args(parser)
 
@@ -90,7 +98,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             loader.pin_memory = False
         if args.no_persistent_workers:
             loader.persistent_workers = False
-    return merge_common_args(cfg, args)
+    cfg = merge_common_args(cfg, args)
+    if args.smoke is not None:
+        apply_smoke(cfg, args.smoke)
+    return cfg
 
 
 def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:

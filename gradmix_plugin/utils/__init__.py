@@ -44,6 +44,7 @@ from .setup_env import (
     prepare_test_config,
     setup_distributed,
 )
+from .smoke import apply_smoke
 from .worker_seed import resumable_worker_init_fn
 
 __all__ = [
@@ -52,7 +53,8 @@ __all__ = [
     'fix_persistent_workers', 'make_workers_resumable',
     'DamagedCheckpointError',
     'ProvenanceMismatchError', 'UnsafeCheckpointError',
-    'add_custom_hook', 'add_runner_args', 'build_runner', 'build_test_runner',
+    'add_custom_hook', 'add_runner_args', 'apply_smoke', 'build_runner',
+    'build_test_runner',
     'check_checkpoint_fits', 'check_osr_evaluator', 'check_provenance',
     'collect_provenance', 'dataset_provenance', 'distributed_teardown',
     'file_sha256', 'free_port', 'iter_dicts', 'library_versions',

@@ -1,5 +1,6 @@
 """Misplaced data: a symbolic link loop in a data folder, an image of
-another size among the others."""
+another size among the others; a smoke run on a little data."""
+import json
 import os
 import shutil
 
@@ -9,13 +10,16 @@ from helpers import logged_messages
 from mmpretrain.structures import DataSample
 from reliability_helpers import (
     ce_gradmix_model,
+    load_checkpoint,
     loader,
+    osr_digits,
     run_tool,
     runtime,
     write_config,
 )
 
 from gradmix_plugin.models.data_preprocessors import OSRDataPreprocessor
+from gradmix_plugin.utils import apply_smoke
 from gradmix_plugin.utils.data_checks import SymlinkLoopError
 
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
@@ -62,3 +66,49 @@ def test_image_of_another_size_warns_once_naming_it():
         'size, not resized. Fix the file or add a Resize to the pipeline. '
         '(Warned once.)'
     ]
+
+
+def test_smoke_run_shrinks_every_dataset_and_validates_at_the_end(
+        tmp_path):
+    view = [dict(type='PackInputs')]
+    bank = osr_digits('known', 'train', 200, view)
+    cfg = write_config(
+        tmp_path / 'smoke.py',
+        custom_imports=dict(
+            imports=['gradmix_plugin', 'recording_hooks'],
+            allow_failed_imports=False),
+        osr_split=0,
+        model=ce_gradmix_model(num_classes=6),
+        train_dataloader=loader(osr_digits('known', 'train', 200, view), 4),
+        **runtime(
+            10,
+            train_cfg=dict(by_epoch=True, max_epochs=10, val_interval=1),
+            val_cfg=dict(),
+            val_dataloader=loader(
+                osr_digits('open', 'test', 200, view), 8, shuffle=False),
+            val_evaluator=dict(
+                type='OSRMetric', scores=('msp', 'knn', 'class_knn'),
+                feature='feats'),
+            custom_hooks=[
+                dict(type='GradMixModelHook'),
+                dict(type='OSRBankHook',
+                     dataloader=loader(bank, 8, shuffle=False)),
+                dict(type='ValMetricsRecorderHook')
+            ]))
+    work_dir = tmp_path / 'work'
+    run_tool('train', cfg, '--work-dir', str(work_dir), '--smoke', '2')
+    checkpoints = sorted(f for f in os.listdir(work_dir)
+                         if f.endswith('.pth'))
+    assert checkpoints == ['epoch_2.pth']
+    # 6 known classes x 2 samples, batches of 4: 3 iterations per epoch.
+    assert load_checkpoint(str(work_dir / 'epoch_2.pth'))['meta'][
+        'iter'] == 6
+    with open(work_dir / 'val_metrics.json') as file:
+        assert len(json.load(file)) == 1  # validated once, at the end
+
+
+def test_smoke_needs_a_positive_number():
+    with pytest.raises(ValueError,
+                       match='--smoke needs a positive number of samples per '
+                       'class, got 0'):
+        apply_smoke(dict(), 0)
