@@ -381,3 +381,69 @@ def test_she_class_without_correct_samples_warns(data):
         SCORES.build(dict(type='she')).fit(
             train=dict(train, labels=np.where(labels == 2, 0, labels)),
             fc_weight=data['weight'], fc_bias=data['bias'])
+
+
+def test_grid_selection_on_held_out_known_and_ood_val(data):
+    from sklearn.metrics import roc_auc_score
+
+    from gradmix_plugin.evaluation import OSRMetric
+    from gradmix_plugin.evaluation.scores import select_score
+    rng = np.random.default_rng(3)
+    ood_feats = np.maximum(rng.normal(size=(50, D)), 0).astype(np.float32)
+    ood = dict(feats=ood_feats,
+               logits=ood_feats @ data['weight'].T + data['bias'])
+    grid = dict(percentile=[50, 70, 90, 99])
+    score, record = select_score(
+        dict(type='ash'), grid, data['train'], data['val'], ood,
+        data['weight'], data['bias'])
+    # Oracle: each point's AUROC of val vs ood, the best one chosen.
+    aurocs = []
+    for p in grid['percentile']:
+        one = SCORES.build(dict(type='ash', percentile=p)).fit(
+            fc_weight=data['weight'], fc_bias=data['bias'])
+        known = one.score(data['val']['feats'])
+        unknown = one.score(ood_feats)
+        aurocs.append(roc_auc_score(np.r_[np.ones(120), np.zeros(50)],
+                                    np.r_[known, unknown]))
+    assert [r['auroc'] for r in record['results']] == pytest.approx(aurocs)
+    assert record['chosen'] == dict(
+        percentile=grid['percentile'][int(np.argmax(aurocs))])
+    assert score.percentile == record['chosen']['percentile']
+    # A point that cannot be fitted is recorded and skipped.
+    _, record = select_score(dict(type='vim'), dict(dim=[8, 64]),
+                             data['train'], data['val'], ood,
+                             data['weight'], data['bias'])
+    assert record['chosen'] == dict(dim=8)
+    assert 'must be smaller' in record['results'][1]['error']
+    with pytest.raises(ScoreInputError, match='needs held-out known '
+                       'samples .* and an OOD validation source'):
+        select_score(dict(type='ash'), grid, data['train'], data['val'],
+                     None, data['weight'], data['bias'])
+    # Through OSRMetric: the choice is recorded with the fit information.
+    metric = OSRMetric(scores=[dict(type='ash', grid='openood')])
+    metric.set_val(dict(feats=data['val']['feats']), data['val']['labels'],
+                   ood=dict(feats=ood_feats))
+    fit_info = {}
+    labels = np.r_[np.zeros(60, int), -np.ones(40, int)]
+    OSRMetric.calculate(
+        dict(feats=data['feats'], logits=data['logits']), labels,
+        scores=list(metric._score_specs_with_names()),
+        bank=dict(feats=data['train']['feats']),
+        bank_labels=data['train']['labels'], fc_weight=data['weight'],
+        fc_bias=data['bias'], val=metric.val, ood_val=metric.ood_val,
+        fit_info=fit_info)
+    selection = fit_info['ash']['fitted']['selection']
+    assert selection['grid'] == dict(
+        percentile=[65, 70, 75, 80, 85, 90, 95])
+    assert fit_info['ash']['args']['percentile'] == selection['chosen'][
+        'percentile']
+
+
+def test_bad_grids_are_refused():
+    from gradmix_plugin.evaluation import OSRMetric
+    with pytest.raises(ValueError,
+                       match="OpenOOD has no parameter sweep for 'msp'"):
+        OSRMetric(scores=[dict(type='msp', grid='openood')])
+    with pytest.raises(ValueError, match="grid of 'ash' must be 'openood' "
+                       'or a dict of non-empty lists'):
+        OSRMetric(scores=[dict(type='ash', grid=dict(percentile=[]))])

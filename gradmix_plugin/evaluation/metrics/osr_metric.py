@@ -17,6 +17,7 @@ from ..functional import (
 from ..keys import MODEL_ACCURACY, build_metric_key, check_key_name
 from ..report import format_osr_table
 from ..scores import SCORES, BaseScore, ScoreInputError
+from ..scores.selection import resolve_grid, select_score
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 ScoreSpec = Union[str, dict]
@@ -64,6 +65,10 @@ def _to_numpy(x: ArrayLike) -> np.ndarray:
     return np.asarray(x)
 
 
+def _without_grid(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k != 'grid'}
+
+
 def resolve_score_specs(scores: Optional[Sequence[ScoreSpec]],
                         options: Optional[Mapping[str, Any]] = None
                         ) -> Tuple[Dict[str, dict], bool]:
@@ -100,6 +105,8 @@ def resolve_score_specs(scores: Optional[Sequence[ScoreSpec]],
                 f"unknown score {cfg['type']!r} in OSRMetric scores; "
                 f'registered scores: {sorted(SCORES.module_dict)}')
         name = check_key_name(cfg.pop('name', cfg['type']), 'score')
+        if 'grid' in cfg:
+            cfg['grid'] = resolve_grid(cfg['type'], cfg['grid'])
         if name in specs:
             raise ValueError(
                 f'score {name!r} is listed twice in OSRMetric scores; give '
@@ -251,7 +258,13 @@ class OSRMetric(BaseMetric):
 
     The score options (``class_knn_k`` to ``use_gpu``) are default
     arguments of the scores given by name; a score config that sets the
-    same argument to another value is refused.
+    same argument to another value is refused. A score config with
+    ``grid=dict(<argument>=[...])`` (or ``grid='openood'``, OpenOOD's
+    sweep) has its arguments chosen without the test set: the AUROC of the
+    held-out known samples against an OOD validation source, both given by
+    :meth:`set_val` (see
+    :func:`~gradmix_plugin.evaluation.scores.select_score`); the grid, the
+    AUROC of every point and the choice are in :attr:`last_fit_info`.
 
     Examples:
         >>> from gradmix_plugin.evaluation import OSRMetric
@@ -306,13 +319,14 @@ class OSRMetric(BaseMetric):
             scores, self.score_options)
         # Build once to refuse bad arguments before any evaluation.
         self._score_objects = {
-            name: SCORES.build(cfg)
+            name: SCORES.build(_without_grid(cfg))
             for name, cfg in self.score_specs.items()
         }
         self.scores = tuple(self.score_specs)
         self.bank: Optional[Dict[str, np.ndarray]] = None
         self.bank_labels: Optional[np.ndarray] = None
         self.val: Optional[Dict[str, np.ndarray]] = None
+        self.ood_val: Optional[Dict[str, np.ndarray]] = None
         self.fc_weight: Optional[np.ndarray] = None
         self.fc_bias: Optional[np.ndarray] = None
         self.model_name: Optional[str] = None
@@ -351,22 +365,33 @@ class OSRMetric(BaseMetric):
         """
         self.bank, self.bank_labels = self._check_bank(bank, labels, 'bank')
 
-    def set_val(self, val: Optional[Dict[str, ArrayLike]],
-                labels: Optional[ArrayLike] = None) -> None:
+    def set_val(self,
+                val: Optional[Dict[str, ArrayLike]],
+                labels: Optional[ArrayLike] = None,
+                ood: Optional[Dict[str, ArrayLike]] = None) -> None:
         """Set held-out known samples (never the test set) for the scores
-        that fit on one (``temp_scaling``, ``klm``, ``react``); None
+        that fit on one (``temp_scaling``, ``klm``, ``react``) and for the
+        parameter selection of scores configured with a ``grid``; None
         removes them, and those scores fit on the bank.
 
         Args:
             val (dict[str, np.ndarray | torch.Tensor], optional): Vectors
                 by output key, as in :meth:`set_bank`.
             labels (np.ndarray | torch.Tensor, optional): Their classes.
+            ood (dict[str, np.ndarray | torch.Tensor], optional): Outputs
+                of an OOD validation source (never a test source), by
+                output key, for the ``grid`` selection. Defaults to None.
         """
         if val is None:
-            self.val = None
+            self.val = self.ood_val = None
             return
         vectors, labels = self._check_bank(val, labels, 'val')
         self.val = dict(vectors, labels=labels)
+        if ood is not None:
+            size = len(next(iter(ood.values())))
+            self.ood_val, _ = self._check_bank(ood, np.zeros(size), 'ood')
+        else:
+            self.ood_val = None
 
     def set_model(self, model: Any) -> None:
         """Take the final linear layer (weight and bias) and the name of
@@ -463,6 +488,7 @@ class OSRMetric(BaseMetric):
             fc_weight=self.fc_weight,
             fc_bias=self.fc_bias,
             val=self.val,
+            ood_val=self.ood_val,
             model_name=self.model_name,
             fit_info=fit_info,
             **self.score_options)
@@ -553,6 +579,7 @@ class OSRMetric(BaseMetric):
                   fc_weight: Optional[ArrayLike] = None,
                   fc_bias: Optional[ArrayLike] = None,
                   val: Optional[Dict[str, ArrayLike]] = None,
+                  ood_val: Optional[Dict[str, ArrayLike]] = None,
                   model_name: Optional[str] = None,
                   fit_info: Optional[Dict[str, dict]] = None,
                   **score_options
@@ -583,6 +610,9 @@ class OSRMetric(BaseMetric):
             val (dict[str, np.ndarray], optional): Held-out known samples
                 (``feats`` / ``logits`` / ``labels``), see :meth:`set_val`.
                 Defaults to None.
+            ood_val (dict[str, np.ndarray], optional): An OOD validation
+                source (``feats`` / ``logits``), for the scores with a
+                ``grid``. Defaults to None.
             model_name (str, optional): The model, named in errors.
                 Defaults to None.
             fit_info (dict, optional): Filled with what every score
@@ -653,7 +683,7 @@ class OSRMetric(BaseMetric):
         computed: Dict[Optional[str], Tuple[np.ndarray,
                                             Optional[np.ndarray]]] = {}
         for name, cfg in specs.items():
-            score: BaseScore = SCORES.build(cfg)
+            score: BaseScore = SCORES.build(_without_grid(cfg))
             label = name or 'class_knn'
             if score.feature == 'bank':
                 if vectors is None:
@@ -715,7 +745,16 @@ class OSRMetric(BaseMetric):
                         'add OSRBankHook to custom_hooks or call set_val()')
                     continue
                 test_feats = outputs.get('feats')
-            if score.needs_fit:
+            if 'grid' in cfg:
+                if feature == 'both' and score.feature == 'bank':
+                    raise ValueError(
+                        f"the grid of '{label}' needs feature='feats' or "
+                        "'embeds'")
+                key = feature if score.feature == 'bank' else 'feats'
+                score, _ = select_score(
+                    _without_grid(cfg), cfg['grid'], train, val, ood_val,
+                    fc_weight, fc_bias, feature_key=key)
+            elif score.needs_fit:
                 score.fit(
                     train=train, val=val, fc_weight=fc_weight,
                     fc_bias=fc_bias)

@@ -25,6 +25,7 @@ from .nnguide import NNGuideScore
 from .react import ReActScore
 from .rmds import RMDSScore
 from .scale import SCALEScore
+from .selection import OPENOOD_GRIDS, select_score
 from .she import SHEScore
 from .temp_scaling import TemperatureScalingScore
 from .vim import ViMScore
@@ -53,5 +54,5 @@ __all__ = [
     'FDBDScore', 'GENScore', 'GradNormScore', 'KLMatchingScore', 'KNNScore',
     'MahalanobisScore', 'MaxLogitScore', 'MSPScore', 'NNGuideScore',
     'ReActScore', 'RMDSScore', 'SCALEScore', 'SHEScore',
-    'TemperatureScalingScore', 'ViMScore'
+    'TemperatureScalingScore', 'ViMScore', 'OPENOOD_GRIDS', 'select_score'
 ]

@@ -45,11 +45,14 @@ class KLMatchingScore(BaseScore):
                 f'klm: the logits have {logits.shape[1]} classes, the '
                 f'templates {self.templates.shape[1]}')
         probs = probabilities(logits)
-        # KL(p || q_c) = sum p log p - sum p log q_c, p log p = 0 at p = 0.
+        # KL(p || q_c) = sum p log p - sum p log q_c, with p log p = 0 and
+        # p log q = 0 at p = 0, and +inf where p > 0 but q = 0: one matrix
+        # product, O(N C^2) time and O(N C) memory.
         entropy_term = xlogy(probs, probs).sum(axis=1, keepdims=True)
-        with np.errstate(divide='ignore', invalid='ignore'):
-            cross = np.where(
-                probs[:, None, :] != 0,
-                probs[:, None, :] * np.log(self.templates)[None],
-                0.0).sum(axis=2)
+        log_templates = np.log(self.templates, where=self.templates > 0,
+                               out=np.zeros_like(self.templates))
+        cross = probs @ log_templates.T
+        impossible = (probs > 0).astype(np.float64) @ (
+            self.templates <= 0).T.astype(np.float64)
+        cross[impossible > 0] = -np.inf
         return -(entropy_term - cross).min(axis=1), None
