@@ -40,6 +40,7 @@ from gradmix_plugin.utils.provenance import (
     ProvenanceMismatchError,
     check_class_names,
     config_differences,
+    warn_resume_config_changes,
 )
 from gradmix_plugin.utils.workdir_lock import (
     WorkDirLockedError,
@@ -410,3 +411,19 @@ def test_class_names_compared_label_by_label():
     with logged_messages() as messages:
         check_class_names(['a'], ['b'], 'x', 'y', allow_mismatch=True)
     assert any('(allow_mismatch: going on)' in m for m in messages)
+
+
+def test_non_finite_check_interval_is_checked():
+    with pytest.raises(ValueError,
+                       match='NonFiniteCheckHook interval must be a positive '
+                       'integer, got 0'):
+        NonFiniteCheckHook(interval=0)
+
+
+def test_unreadable_stored_config_is_said(tmp_path):
+    checkpoint = dict(meta=dict(cfg='this is ( not python'))
+    with logged_messages() as messages:
+        assert warn_resume_config_changes(checkpoint, Config(),
+                                          'epoch_1.pth') == {}
+    assert any('--resume: the config stored in epoch_1.pth cannot be read'
+               in m for m in messages)
