@@ -586,10 +586,16 @@ class Executor:
             changes['stage'] = stage + 1
         run.update_state(**changes)
         print(f'{run}: {status}{where} (log: {run.log_path})', flush=True)
-        if self.args.launcher == 'slurm' and 'MASTER_PORT' not in env:
+        if self.args.launcher == 'slurm':
+            env = dict(env)
             # The rendezvous of the step's tasks on the job's first node
             # (where this runs): a free port, not 29500 for every job.
-            env = dict(env, MASTER_PORT=str(free_port('')))
+            env.setdefault('MASTER_PORT', str(free_port('')))
+            if not self.args.gpus_per_job:
+                # CPU tasks: as many threads as CPUs given to each task
+                # (torch would start one per core of the node).
+                env.setdefault('OMP_NUM_THREADS',
+                               str(self.args.cpus_per_task))
         with open(run.log_path, 'a') as log:
             log.write(f'$ {shlex.join(command)}\n')
             log.flush()

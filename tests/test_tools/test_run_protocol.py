@@ -515,3 +515,30 @@ def test_stage_job_without_its_previous_stage_fails(tmp_path, capsys):
     recipe = ('ref_digits_stage1_simclr_gradmix_resnet18+'
               'ref_digits_stage2_supcon_simclr_gradmix_resnet18')
     assert read_state(tmp_path, 'split0_seed0', recipe)['status'] == 'failed'
+
+
+def test_cpu_tasks_get_a_port_and_their_cpus_as_threads(
+        tmp_path, monkeypatch):
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.delenv('MASTER_PORT', raising=False)
+    args = run_protocol.parse_args([
+        CONFIG, '--launcher', 'slurm', '--gpus-per-job', '0',
+        '--cpus-per-task', '3', '--in-job'
+    ])
+    run = run_protocol.ProtocolRun(str(tmp_path), 0, 0)
+    show = [
+        sys.executable, '-c', 'import os; print("threads", '
+        'os.environ["OMP_NUM_THREADS"], "port", os.environ["MASTER_PORT"])'
+    ]
+    executor = run_protocol.Executor(args)
+    assert executor.step(run, 'training', show, dict(os.environ))
+    with open(run.log_path) as f:
+        words = f.read().split()
+    assert words[words.index('threads') + 1] == '3'
+    assert 1024 <= int(words[words.index('port') + 1]) < 65536
+    # What the user exported wins.
+    assert executor.step(run, 'training', show,
+                         dict(os.environ, OMP_NUM_THREADS='2'))
+    with open(run.log_path) as f:
+        words = f.read().split()
+    assert words[len(words) - 1 - words[::-1].index('threads') + 1] == '2'
