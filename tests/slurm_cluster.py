@@ -86,6 +86,10 @@ class SlurmCluster:
         self.root = root
         self.cpus = cpus or os.cpu_count() or 1
         self.node = socket.gethostname().split('.')[0]
+        try:  # the tasks of a job meet at the first node's address
+            socket.gethostbyname(self.node)
+        except OSError:
+            self.node = 'localhost'
         self.conf = osp.join(root, 'slurm.conf')
         self.socket = osp.join(root, 'munge', 'munge.socket')
         self.partition = PARTITION
