@@ -68,6 +68,7 @@ def test_image_of_another_size_warns_once_naming_it():
     ]
 
 
+@pytest.mark.slow
 def test_smoke_run_shrinks_every_dataset_and_validates_at_the_end(
         tmp_path):
     view = [dict(type='PackInputs')]

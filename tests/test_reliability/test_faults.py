@@ -84,6 +84,7 @@ def hold_lock(work_dir):
     return process
 
 
+@pytest.mark.slow
 def test_second_run_in_a_work_dir_is_refused_naming_the_holder(
         tmp_path, png_root):
     work_dir = str(tmp_path / 'work')
@@ -120,6 +121,7 @@ def test_lock_is_reentrant_within_a_process(tmp_path):
 # Resume ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_falls_back_to_the_newest_intact_checkpoint(
         tmp_path, png_root):
     """``last_checkpoint`` names a file that a kill (of an older version)
@@ -163,6 +165,7 @@ def test_find_resumable_checkpoint_skips_damaged_files(tmp_path):
         find_resumable_checkpoint(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_config_says_which_value_wins(
         tmp_path, png_root):
     work_dir = str(tmp_path / 'work')
@@ -206,6 +209,7 @@ def test_config_differences_ignore_where_and_how_a_run_is_launched():
 # Divergence --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_diverged_training_stops_before_saving(tmp_path, png_root):
     work_dir = str(tmp_path / 'work')
     cfg = config(
@@ -363,6 +367,7 @@ def class_folder(root, classes, png_root):
     return str(root)
 
 
+@pytest.mark.slow
 def test_shifted_class_folders_are_refused_by_name(tmp_path, png_root):
     """A test folder without ``b/`` and with an extra ``x/`` has as many
     classes, but label 1 is now ``c``: testing must refuse it by name
@@ -427,3 +432,55 @@ def test_unreadable_stored_config_is_said(tmp_path):
                                           'epoch_1.pth') == {}
     assert any('--resume: the config stored in epoch_1.pth cannot be read'
                in m for m in messages)
+
+
+# Testing a checkpoint ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_testing_amp_on_cpu_and_refusing_broken_checkpoints(
+        tmp_path, png_root):
+    """``tools/test.py --amp`` on CPU used to crash in OSRMetric.process
+    (bf16 outputs); a checkpoint damaged on disk or with NaN weights used to
+    be tested with exit code 0."""
+    test = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+    dataset = dict(type='OSRDataset', known_classes=[0], subset='open',
+                   dataset=dict(type='CustomDataset', data_root=png_root,
+                                pipeline=test))
+    cfg = write_config(
+        tmp_path / 'amp.py',
+        model=ce_gradmix_model(),
+        train_dataloader=loader(
+            dict(type='CustomDataset', data_root=png_root, pipeline=test),
+            4),
+        test_dataloader=loader(dataset, 4, shuffle=False),
+        test_evaluator=dict(type='OSRMetric', scores=('msp', ),
+                            feature='feats'),
+        test_cfg=dict(),
+        **runtime(1, custom_hooks=[dict(type='GradMixModelHook')]))
+    work_dir = str(tmp_path / 'work')
+    run_tool('train', cfg, '--work-dir', work_dir)
+    checkpoint = osp.join(work_dir, 'epoch_1.pth')
+    run_tool('test', cfg, checkpoint, '--work-dir', str(tmp_path / 'amp'),
+             '--amp')
+    assert osp.isfile(tmp_path / 'amp' / 'osr_metrics.json')
+
+    nan = load_checkpoint(checkpoint)
+    nan['state_dict']['head.fc.bias'][0] = float('nan')
+    torch.save(nan, tmp_path / 'nan.pth')
+    with pytest.raises(NonFiniteCheckpointError,
+                       match="has non-finite weights: head.fc.bias has nan"):
+        run_tool('test', cfg, str(tmp_path / 'nan.pth'), '--work-dir',
+                 str(tmp_path / 'nan'))
+
+    damaged = tmp_path / 'damaged.pth'
+    shutil.copy(checkpoint, damaged)
+    data = bytearray(damaged.read_bytes())
+    middle = len(data) // 2  # inside a weight tensor's storage
+    data[middle:middle + 64] = bytes(64)
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(DamagedCheckpointError,
+                       match='does not match the CRC-32 checksum'):
+        run_tool('test', cfg, str(damaged), '--work-dir',
+                 str(tmp_path / 'damaged'))
+    assert not osp.exists(tmp_path / 'damaged' / 'osr_metrics.json')

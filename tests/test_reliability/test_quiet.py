@@ -38,6 +38,7 @@ def test_a_tool_reading_an_mmpretrain_based_config_is_quiet(tmp_path):
         assert message not in output, message
 
 
+@pytest.mark.slow
 def test_training_logs_no_file_client_deprecation(tmp_path, png_root):
     cfg = write_config(
         tmp_path / 'quiet.py',
