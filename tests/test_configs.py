@@ -6,6 +6,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
@@ -196,7 +197,9 @@ def test_linear_probe_loads_the_self_supervised_backbone(tmp_path):
     linear probe, which then stays unchanged while the head learns."""
     ssl_path = osp.join(REPO, 'configs', 'simclr_gradmix_resnet18_cifar10.py')
     ssl_cfg = make_tiny(Config.fromfile(ssl_path), tmp_path / 'ssl')
-    ssl_runner = Runner.from_cfg(prepare_config(ssl_cfg, ssl_path))
+    # The configs' runner (OSRRunner), which loads the plugin's checkpoints
+    # safely under torch >= 2.6 (a plain Runner refuses HistoryBuffer).
+    ssl_runner = RUNNERS.build(prepare_config(ssl_cfg, ssl_path))
     ssl_runner.train()
     pretrained = {
         key: value.clone()
@@ -209,7 +212,7 @@ def test_linear_probe_loads_the_self_supervised_backbone(tmp_path):
         type='Pretrained',
         checkpoint=str(tmp_path / 'ssl' / 'iter_2.pth'),
         prefix='backbone.')
-    probe_runner = Runner.from_cfg(prepare_config(probe_cfg, probe_path))
+    probe_runner = RUNNERS.build(prepare_config(probe_cfg, probe_path))
     head_before = probe_runner.model.head.fc.weight.detach().clone()
     probe_runner.train()
     backbone = probe_runner.model.backbone.state_dict()

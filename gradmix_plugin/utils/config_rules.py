@@ -603,10 +603,12 @@ def apply_config_rules(cfg: Config) -> Config:
     if root_before is not None:
         for path in _tied_data_root_paths(reference, root_before):
             try:
-                if isinstance(get_path(cfg, path), dict):
-                    tied.append(path)
+                node = get_path(cfg, path)
             except (KeyError, IndexError, TypeError):
-                pass
+                continue  # replaced since the file was read
+            if isinstance(node, dict) and isinstance(
+                    node.get('data_root'), str):
+                tied.append(path)
     options = {} if reference is cfg else _changed_paths(reference, cfg)
     _refuse_unused(cfg, reference, 'data_root', bool(tied),
                    'no dataset of the config shares the data root of the '

@@ -149,3 +149,14 @@ print(json.dumps(dict(
     assert result.returncode == 0, result.stderr[-3000:]
     changed = json.loads(result.stdout.strip().splitlines()[-1])
     assert changed == dict(filters=[], schemes=[])
+
+
+def test_dataset_replaced_since_the_file_was_read_is_not_tied():
+    # A test (or a user) swapping in a dataset without data_root: the
+    # datasets that still share the file's root are checked, not this one.
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'ce_resnet18_cifar10.py'))
+    cfg.train_dataloader.dataset.dataset = dict(
+        type='DigitsDataset', split='train')
+    apply_config_rules(cfg)
+    assert cfg.train_dataloader.dataset.dataset == dict(
+        type='DigitsDataset', split='train')
