@@ -109,3 +109,23 @@ def test_osr_metric_score_configs():
     # The same value in both places, or the option at its default: fine.
     assert OSRMetric(scores=[dict(type='knn', k=20)]).score_specs['knn'][
         'k'] == 20
+
+
+def test_fast_logsumexp_and_top_k_are_exact():
+    from scipy.special import logsumexp
+
+    from gradmix_plugin.evaluation.functional._utils import logsumexp_rows
+    from gradmix_plugin.evaluation.scores._posthoc import top_k_mask
+    rng = np.random.default_rng(0)
+    for scale in (1e-3, 1.0, 50.0):
+        x = rng.normal(size=(300, 17)) * scale
+        x[::5, 3] = x[::5].max(axis=1)  # tied maxima
+        x[::7] = 1.5  # constant rows
+        np.testing.assert_array_equal(logsumexp_rows(x),
+                                      logsumexp(x, axis=1))
+    x = rng.integers(0, 4, size=(200, 12)).astype(float)  # many ties
+    for k in (0, 1, 5, 12):
+        order = np.argsort(-x, axis=1, kind='stable')[:, :k]
+        expected = np.zeros(x.shape, bool)
+        np.put_along_axis(expected, order, True, axis=1)
+        np.testing.assert_array_equal(top_k_mask(x, k), expected)

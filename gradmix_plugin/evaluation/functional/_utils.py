@@ -102,3 +102,24 @@ def _correct_known(is_known: np.ndarray, preds: ArrayLike,
             f'{negative} known samples have a negative label; unknown '
             'samples must be marked in is_known')
     return is_known & (preds == labels)
+
+
+def logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """``scipy.special.logsumexp(a, axis=1)`` of a finite real 2-D array,
+    the same numbers at a fraction of the time (SciPy 1.17's array-API
+    version takes about 2.6 s for 10,000 x 1,000 values).
+
+    As SciPy does: the maxima ``a_max`` of each row (``m`` of them) are
+    separated out of the sum for precision, ``s = sum(exp(a - a_max)) / m``
+    over the other entries, and the result is
+    ``log1p(s) + log(m) + a_max``.
+    """
+    a = np.asarray(a)
+    a_max = a.max(axis=1, keepdims=True)
+    is_max = a == a_max
+    count = is_max.sum(axis=1, keepdims=True, dtype=a.dtype)
+    shifted = np.exp(a - a_max)
+    shifted[is_max] = 0
+    total = shifted.sum(axis=1, keepdims=True, dtype=shifted.dtype)
+    total = np.where(total == 0, total, total / count)
+    return (np.log1p(total) + np.log(count) + a_max)[:, 0]

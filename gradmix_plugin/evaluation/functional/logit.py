@@ -1,8 +1,7 @@
 """Scores computed from the logits of a linear classifier."""
 import numpy as np
-from scipy.special import logsumexp
 
-from ._utils import ArrayLike, _to_numpy
+from ._utils import ArrayLike, _to_numpy, logsumexp_rows
 
 #: Scores computed from the logits of a linear classifier.
 LOGIT_SCORES = ('msp', 'mls', 'energy')
@@ -26,14 +25,16 @@ def logit_scores(logits: ArrayLike,
     Returns:
         np.ndarray: float64 scores of shape ``(N, )``.
     """
-    logits = _to_numpy(logits, 'logits').astype(np.float64)
+    logits = _to_numpy(logits, 'logits')
     if logits.ndim != 2 or logits.shape[1] == 0:
         raise ValueError(f'logits must have shape (N, C), got {logits.shape}')
+    if method == 'mls':
+        # The maximum converts exactly: no float64 copy of every logit.
+        return logits.max(axis=1).astype(np.float64)
+    logits = logits.astype(np.float64)
     if method == 'msp':
         shifted = logits - logits.max(axis=1, keepdims=True)
         return 1.0 / np.exp(shifted).sum(axis=1)
-    if method == 'mls':
-        return logits.max(axis=1)
     if method == 'energy':
-        return temperature * logsumexp(logits / temperature, axis=1)
+        return temperature * logsumexp_rows(logits / temperature)
     raise ValueError(f'method must be one of {LOGIT_SCORES}, got {method!r}')

@@ -1,17 +1,28 @@
 """Helpers shared by the post-hoc scores (OpenOOD conventions)."""
 import numpy as np
-from scipy.special import logsumexp, softmax
+
+from ..functional._utils import logsumexp_rows
 
 
 def energy(logits: np.ndarray) -> np.ndarray:
     """``logsumexp`` of float64 logits over classes (OpenOOD's ``ebo``
     confidence at temperature 1)."""
-    return logsumexp(np.asarray(logits, np.float64), axis=1)
+    return logsumexp_rows(np.asarray(logits, np.float64))
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64."""
-    return softmax(np.asarray(logits, np.float64), axis=1)
+    """Row-wise softmax in float64 (``exp(l - max) / sum``)."""
+    logits = np.asarray(logits, np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def gram(x: np.ndarray) -> np.ndarray:
+    """``x^T x`` in float64 with one symmetric rank-k update (BLAS
+    ``dsyrk``, half a matrix product), both triangles filled."""
+    from scipy.linalg.blas import dsyrk
+    upper = dsyrk(1.0, np.asarray(x, np.float64), trans=1)
+    return np.triu(upper) + np.triu(upper, 1).T
 
 
 def check_percentile(name: str, value: float) -> float:
@@ -30,10 +41,15 @@ def kept_count(dim: int, percentile: float) -> int:
 
 
 def top_k_mask(x: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the ``k`` largest entries of every row (ties at the
-    boundary: the lowest indices of ``np.argsort(-x, kind='stable')``)."""
-    mask = np.zeros(x.shape, bool)
-    if k > 0:
-        order = np.argsort(-x, axis=1, kind='stable')[:, :k]
-        np.put_along_axis(mask, order, True, axis=1)
-    return mask
+    """Boolean mask of the ``k`` largest entries of every row, in
+    O(N D) (``np.partition``); ties at the ``k``-th value: the lowest
+    indices."""
+    if k <= 0:
+        return np.zeros(x.shape, bool)
+    if k >= x.shape[1]:
+        return np.ones(x.shape, bool)
+    kth = np.partition(x, x.shape[1] - k, axis=1)[:, x.shape[1] - k, None]
+    mask = x > kth
+    missing = k - mask.sum(axis=1, keepdims=True)
+    tied = x == kth
+    return mask | (tied & (np.cumsum(tied, axis=1) <= missing))

@@ -34,8 +34,8 @@ class DICEScore(BaseScore):
         return dict(p=self.p)
 
     def _fit(self, train, val, fit_split) -> None:
-        self.mean_feature = np.asarray(
-            self._require(train, 'feats'), np.float64).mean(axis=0)
+        self.mean_feature = np.mean(
+            self._require(train, 'feats'), axis=0, dtype=np.float64)
         contribution = self.mean_feature[None, :] * self.fc_weight
         self.threshold = float(np.percentile(contribution, self.p))
         self.masked_weight = self.fc_weight * (contribution > self.threshold)

@@ -41,8 +41,8 @@ class FDBDScore(BaseScore):
         return dict(distance_as_normalizer=self.distance_as_normalizer)
 
     def _fit(self, train, val, fit_split) -> None:
-        self.train_mean = np.asarray(self._require(train, 'feats'),
-                                     np.float64).mean(axis=0)
+        self.train_mean = np.mean(
+            self._require(train, 'feats'), axis=0, dtype=np.float64)
         w = self.fc_weight
         # ||w_c - w_p|| for every pair, 1 on the diagonal (as OpenOOD).
         squared = (w**2).sum(axis=1)

@@ -5,6 +5,7 @@ from scipy.linalg import eigh
 from scipy.spatial.distance import cdist
 
 from ...registry import SCORES
+from ._posthoc import gram
 from .base_score import BaseScore, ScoreInputError
 
 
@@ -13,9 +14,9 @@ def _whitener(centred: np.ndarray) -> np.ndarray:
     of ``centred`` (``sklearn.covariance.EmpiricalCovariance(
     assume_centered=False).precision_``: re-centred, divided by ``M``,
     ``pinvh``), so that squared Mahalanobis distances are squared Euclidean
-    distances of ``x @ A``."""
-    centred = centred - centred.mean(axis=0)
-    covariance = centred.T @ centred / centred.shape[0]
+    distances of ``x @ A``. ``centred`` is modified in place."""
+    centred -= centred.mean(axis=0)
+    covariance = gram(centred) / centred.shape[0]
     eigenvalues, eigenvectors = eigh(covariance)
     # pinvh's cut-off: eigenvalues below max * D * eps count as zero.
     keep = eigenvalues > eigenvalues.max() * covariance.shape[0] * \

@@ -3,9 +3,9 @@ from typing import Optional, Tuple
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.special import log_softmax, softmax
 
 from ...registry import SCORES
+from ._posthoc import probabilities
 from .base_score import BaseScore, ScoreInputError
 
 #: Bracket of the inverse temperature searched by the fit.
@@ -18,7 +18,7 @@ def temperature_nll_gradient(beta: float, logits: np.ndarray,
     log-likelihood of ``softmax(beta * logits)``:
     :math:`\frac{1}{N}\sum_i (\sum_c p_{ic} l_{ic} - l_{i y_i})`
     (increasing: the NLL is convex in :math:`\beta`)."""
-    probs = softmax(beta * logits, axis=1)
+    probs = probabilities(beta * logits)
     return float(np.mean((probs * logits).sum(axis=1) -
                          logits[np.arange(labels.size), labels]))
 
@@ -93,10 +93,10 @@ class TemperatureScalingScore(BaseScore):
         self.fit_info['temperature'] = self.temperature
         self.fit_info['at_bound'] = beta in (low, high)
         self.fit_info['nll'] = float(-np.mean(
-            log_softmax(logits * beta, axis=1)[np.arange(labels.size),
-                                               labels]))
+            np.log(probabilities(logits * beta)[np.arange(labels.size),
+                                                labels])))
 
     def _score(self, feats: Optional[np.ndarray], logits: np.ndarray
                ) -> Tuple[np.ndarray, None]:
-        probs = softmax(logits.astype(np.float64) / self.temperature, axis=1)
+        probs = probabilities(logits.astype(np.float64) / self.temperature)
         return probs.max(axis=1), None

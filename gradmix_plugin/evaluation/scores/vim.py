@@ -3,7 +3,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ...registry import SCORES
-from ._posthoc import energy
+from ._posthoc import energy, gram
 from .base_score import BaseScore, ScoreInputError
 
 
@@ -52,14 +52,14 @@ class ViMScore(BaseScore):
                 f'dict(type=\'vim\', dim={max(1, feats.shape[1] // 2)}))')
         self.origin = -np.linalg.pinv(self.fc_weight) @ self.fc_bias
         centred = feats - self.origin
-        covariance = centred.T @ centred / centred.shape[0]
+        covariance = gram(centred) / centred.shape[0]
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         order = np.argsort(-eigenvalues, kind='stable')
         self.residual_basis = np.ascontiguousarray(
             eigenvectors[:, order[self.dim:]])
         residual = np.linalg.norm(centred @ self.residual_basis, axis=1)
-        self.alpha = float(
-            self.linear(feats).max(axis=1).mean() / residual.mean())
+        logits = feats @ self.fc_weight.T + self.fc_bias
+        self.alpha = float(logits.max(axis=1).mean() / residual.mean())
         self.fit_info['alpha'] = self.alpha
 
     def _score(self, feats: np.ndarray, logits: Optional[np.ndarray]
