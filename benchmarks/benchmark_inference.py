@@ -61,12 +61,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--bank-size', type=int, default=50000)
+    parser.add_argument(
+        '--bank-size',
+        type=int,
+        default=50000,
+        help='bank of the CIFAR-size model and of the detector build')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='16 images, 1 repetition, a 500-vector bank: a smoke test '
+        '(its numbers mean nothing)')
     parser.add_argument('--out', help='results JSON')
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.quick:
+        args.num_images, args.batch_size = 16, 8
+        args.repeats, args.warmup, args.bank_size = 1, 0, 500
+    return args
 
 
-def _models() -> dict:
+def _models(cifar_bank: int) -> dict:
     """name -> (model, feature key, bank size)."""
     digits = Config.fromfile(
         osp.join(REPO, 'configs', 'gradmix_resnet18_digits.py'))
@@ -77,7 +90,7 @@ def _models() -> dict:
     torch.manual_seed(0)
     return dict(
         digits=(get_model(digits), 'embeds', 754),
-        cifar=(get_model(cifar), 'feats', 50000))
+        cifar=(get_model(cifar), 'feats', cifar_bank))
 
 
 def _bank(size: int, dim: int, seed: int = 0) -> dict:
@@ -108,7 +121,7 @@ def throughput(args: argparse.Namespace) -> dict:
         for _ in range(args.num_images)
     ]
     results = {}
-    for name, (model, key, bank_size) in _models().items():
+    for name, (model, key, bank_size) in _models(args.bank_size).items():
         with torch.no_grad():
             probe = model.test_step(
                 dict(inputs=[torch.zeros(3, 32, 32, dtype=torch.uint8)]))[0]
