@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from mmpretrain.apis import get_model
 from mmpretrain.registry import DATASETS
+from torch.utils.data import Subset
 
 from ..evaluation.scores import build_score
 from ..utils.checkpoint import (
@@ -87,6 +88,22 @@ def find_bank_dataset(cfg: Config) -> dict:
         f'config {cfg.filename} has no OSRBankHook with a dataset config in '
         'custom_hooks: the detector needs its known training images with '
         'the test pipeline (see configs/_base_/datasets/osr_two_view.py)')
+
+
+def bank_cap(cfg: Config) -> Tuple[Optional[int], int]:
+    """``max_samples`` and ``seed`` of the config's ``OSRBankHook``.
+
+    Args:
+        cfg (Config): The config.
+
+    Returns:
+        tuple[int | None, int]: The cap (None: the whole dataset) and its
+        seed.
+    """
+    for hook in cfg.get('custom_hooks', None) or []:
+        if hook.get('type') == 'OSRBankHook':
+            return hook.get('max_samples'), hook.get('seed', 0)
+    return None, 0
 
 
 def evaluator_settings(cfg: Config, score: str) -> Tuple[dict, str, int]:
@@ -196,8 +213,10 @@ def build_detector(cfg: Config,
     every known class is held out of it (``OSRDataset`` subsets
     ``'known_train'`` for the bank and ``'known_holdout'`` for the
     threshold; a plain dataset, all of whose classes are known, is viewed
-    through an ``OSRDataset`` of all its classes); with ``holdout=None`` the bank is all known training images
-    and the threshold is set on them (optimistic, with a warning).
+    through an ``OSRDataset`` of all its classes); with ``holdout=None``
+    the bank is all known training images and the threshold is set on
+    them (optimistic, with a warning). The hook's ``max_samples`` cap
+    applies as in ``OSRBankHook`` (same subset of the bank).
 
     Args:
         cfg (Config): The merged config.
@@ -256,6 +275,14 @@ def build_detector(cfg: Config,
     start = time.perf_counter()
     bank_built = DATASETS.build(bank_dataset)
     classes = bank_built.metainfo['classes']
+    max_samples, cap_seed = bank_cap(cfg)
+    if max_samples is not None and max_samples < len(bank_built):
+        # The subset OSRBankHook draws, so that tools/test.py and the
+        # detector score against the same bank.
+        indices = np.sort(
+            np.random.default_rng(cap_seed).choice(
+                len(bank_built), max_samples, replace=False))
+        bank_built = Subset(bank_built, indices.tolist())
     train = extract_outputs(model, bank_built, None, batch_size,
                             desc='bank')
     keys = OSRDetector.required_keys(score_cfg, feature, 'logits' in train)
@@ -273,7 +300,8 @@ def build_detector(cfg: Config,
             subset=bank_dataset.get('subset', 'known'),
             holdout=holdout,
             holdout_seed=seed if holdout is not None else None,
-            size=int(train['labels'].size)),
+            size=int(train['labels'].size),
+            max_samples=max_samples),
         threshold_images=dict(
             subset='known_holdout' if val is not None else 'known_train'
             if holdout is not None else bank_dataset.get('subset', 'known'),

@@ -47,6 +47,12 @@ def test_plain_bank_dataset_gets_a_held_out_split(tmp_path):
     sizes = (detector.provenance['bank']['size'],
              detector.provenance['threshold_images']['size'])
     assert sum(sizes) == 150 and 20 <= sizes[1] <= 40
+    # OSRBankHook's max_samples caps the bank as the hook does.
+    cfg.custom_hooks[0].max_samples = 50
+    capped = build_detector(
+        cfg, str(ckpt), model=get_model(DIGITS), holdout=0.2)
+    assert capped.provenance['bank']['size'] == 50
+    assert capped.provenance['bank']['max_samples'] == 50
     unlabelled = dict(bank, metainfo=dict(classes=[]))
     with pytest.raises(ValueError, match='has no classes in its metainfo'):
         build_detector(
