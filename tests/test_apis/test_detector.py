@@ -28,8 +28,16 @@ def test_threshold_keeps_the_target_fraction():
     threshold, achieved = threshold_at_tpr(np.arange(76.0), 0.95)
     assert achieved >= 0.95 and np.mean(np.arange(76.0) >= threshold) == \
         achieved
-    with pytest.raises(ValueError, match=r'\(0, 1\]'):
-        threshold_at_tpr(scores, 1.5)
+    with pytest.raises(ValueError, match=r'must lie in \(0, 1\], got 95'):
+        threshold_at_tpr(scores, 95)
+
+
+def test_feature_the_model_lacks_is_named():
+    from gradmix_plugin.apis.detector import bank_vectors
+    with pytest.raises(ValueError,
+                       match=r"feature='both' needs the model outputs "
+                       r"\['feats'\]"):
+        bank_vectors(dict(embeds=np.zeros((2, 3))), 'both')
 
 
 def test_class_knn_detector_equals_the_functional_scores(tmp_path):
