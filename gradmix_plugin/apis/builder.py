@@ -243,6 +243,8 @@ def build_detector(cfg: Config,
     Returns:
         OSRDetector: The detector, ``provenance`` filled.
     """
+    if threshold is None and not 0 < tpr <= 1:  # before the extraction
+        raise ValueError(f'the target TPR must lie in (0, 1], got {tpr!r}')
     params, config_feature, class_knn_k = evaluator_settings(cfg, score)
     params.update(score_options or {})
     if score == 'class_knn':

@@ -64,6 +64,11 @@ def test_plain_bank_dataset_gets_a_held_out_split(tmp_path):
                 ])), str(ckpt), model=object())
 
 
+def test_bad_target_rate_is_refused_before_any_work():
+    with pytest.raises(ValueError, match=r'must lie in \(0, 1\], got 95'):
+        build_detector(Config(), 'unused.pth', tpr=95, model=object())
+
+
 def test_logit_score_on_a_model_without_head_is_refused():
     with pytest.raises(DetectorMismatchError,
                        match="score 'msp' needs logits, but the model has "
