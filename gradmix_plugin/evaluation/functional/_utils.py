@@ -118,7 +118,8 @@ def logsumexp_rows(a: np.ndarray) -> np.ndarray:
     a_max = a.max(axis=1, keepdims=True)
     is_max = a == a_max
     count = is_max.sum(axis=1, keepdims=True, dtype=a.dtype)
-    shifted = np.exp(a - a_max)
+    shifted = a - a_max
+    np.exp(shifted, out=shifted)
     shifted[is_max] = 0
     total = shifted.sum(axis=1, keepdims=True, dtype=shifted.dtype)
     total = np.where(total == 0, total, total / count)

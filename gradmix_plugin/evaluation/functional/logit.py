@@ -34,7 +34,9 @@ def logit_scores(logits: ArrayLike,
     logits = logits.astype(np.float64)
     if method == 'msp':
         shifted = logits - logits.max(axis=1, keepdims=True)
-        return 1.0 / np.exp(shifted).sum(axis=1)
+        return 1.0 / np.exp(shifted, out=shifted).sum(axis=1)
     if method == 'energy':
+        if temperature == 1:  # the same numbers without two passes
+            return logsumexp_rows(logits)
         return temperature * logsumexp_rows(logits / temperature)
     raise ValueError(f'method must be one of {LOGIT_SCORES}, got {method!r}')

@@ -17,11 +17,13 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def gram(x: np.ndarray) -> np.ndarray:
-    """``x^T x`` in float64 with one symmetric rank-k update (BLAS
-    ``dsyrk``, half a matrix product), both triangles filled."""
-    from scipy.linalg.blas import dsyrk
-    upper = dsyrk(1.0, np.asarray(x, np.float64), trans=1)
+def gram(x: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """``x^T x`` with one symmetric rank-k update (BLAS ``dsyrk`` /
+    ``ssyrk`` for ``dtype`` float64 / float32, half a matrix product),
+    both triangles filled, returned as float64."""
+    from scipy.linalg.blas import dsyrk, ssyrk
+    syrk = ssyrk if np.dtype(dtype) == np.float32 else dsyrk
+    upper = syrk(1.0, np.asarray(x, dtype), trans=1).astype(np.float64)
     return np.triu(upper) + np.triu(upper, 1).T
 
 

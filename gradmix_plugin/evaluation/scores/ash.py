@@ -36,9 +36,10 @@ class ASHScore(BaseScore):
 
     def _score(self, feats: np.ndarray, logits: Optional[np.ndarray]
                ) -> Tuple[np.ndarray, np.ndarray]:
-        feats = feats.astype(np.float64)
+        feats = np.asarray(feats, np.float32)
         k = kept_count(feats.shape[1], self.percentile)
-        fill = feats.sum(axis=1, keepdims=True) / max(k, 1)
-        shaped = np.where(top_k_mask(feats, k), fill, 0.0)
+        fill = feats.sum(axis=1, keepdims=True, dtype=np.float64) / max(k, 1)
+        shaped = np.where(top_k_mask(feats, k), fill.astype(np.float32),
+                          np.float32(0))
         logits = self.linear(shaped)
         return energy(logits), logits.argmax(axis=1)

@@ -39,12 +39,14 @@ class DICEScore(BaseScore):
         contribution = self.mean_feature[None, :] * self.fc_weight
         self.threshold = float(np.percentile(contribution, self.p))
         self.masked_weight = self.fc_weight * (contribution > self.threshold)
+        self._masked_weight32 = np.ascontiguousarray(self.masked_weight.T,
+                                                     np.float32)
         self.fit_info['threshold'] = self.threshold
         self.fit_info['kept_weights'] = float(
             (contribution > self.threshold).mean())
 
     def _score(self, feats: np.ndarray, logits: Optional[np.ndarray]
                ) -> Tuple[np.ndarray, np.ndarray]:
-        logits = feats.astype(np.float64) @ self.masked_weight.T + \
-            self.fc_bias
+        logits = (np.asarray(feats, np.float32) @ self._masked_weight32
+                  ).astype(np.float64) + self.fc_bias
         return energy(logits), logits.argmax(axis=1)

@@ -38,12 +38,11 @@ class ReActScore(BaseScore):
         feats = self._require(fit_split, 'feats',
                               self.fit_info.get('fit_on', 'train'))
         self.threshold = float(
-            np.percentile(np.asarray(feats, np.float64).ravel(),
-                          self.percentile))
+            np.percentile(np.asarray(feats).ravel(), self.percentile))
         self.fit_info['threshold'] = self.threshold
 
     def _score(self, feats: np.ndarray, logits: Optional[np.ndarray]
                ) -> Tuple[np.ndarray, np.ndarray]:
-        clipped = self.linear(np.minimum(feats.astype(np.float64),
-                                         self.threshold))
+        clipped = self.linear(
+            np.minimum(feats, np.float32(self.threshold), dtype=np.float32))
         return energy(clipped), clipped.argmax(axis=1)

@@ -35,10 +35,11 @@ class SCALEScore(BaseScore):
 
     def _score(self, feats: np.ndarray, logits: Optional[np.ndarray]
                ) -> Tuple[np.ndarray, np.ndarray]:
-        feats = feats.astype(np.float64)
+        feats = np.asarray(feats, np.float32)
         k = kept_count(feats.shape[1], self.percentile)
-        total = feats.sum(axis=1)
-        kept = np.where(top_k_mask(feats, k), feats, 0.0).sum(axis=1)
-        scaled = feats * np.exp(total / kept)[:, None]
+        total = feats.sum(axis=1, dtype=np.float64)
+        kept = np.where(top_k_mask(feats, k), feats,
+                        np.float32(0)).sum(axis=1, dtype=np.float64)
+        scaled = feats * np.exp(total / kept).astype(np.float32)[:, None]
         logits = self.linear(scaled)
         return energy(logits), logits.argmax(axis=1)

@@ -47,7 +47,7 @@ class SHEScore(BaseScore):
         return dict(metric=self.metric)
 
     def _fit(self, train, val, fit_split) -> None:
-        feats = np.asarray(self._require(train, 'feats'), np.float64)
+        feats = np.asarray(self._require(train, 'feats'))
         labels = np.asarray(self._require(train, 'labels'),
                             np.int64).reshape(-1)
         preds = self.linear(feats).argmax(axis=1)
@@ -60,7 +60,8 @@ class SHEScore(BaseScore):
                 rows = labels == c
                 (uncorrected if rows.any() else missing).append(c)
             if rows.any():
-                self.patterns[c] = feats[rows].mean(axis=0)
+                self.patterns[c] = feats[rows].mean(axis=0,
+                                                    dtype=np.float64)
         if missing:
             raise ScoreInputError(
                 f'she: classes {missing} have no training sample, so they '

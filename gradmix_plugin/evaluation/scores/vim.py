@@ -51,6 +51,7 @@ class ViMScore(BaseScore):
                 f'dimension {feats.shape[1]}; lower dim (e.g. '
                 f'dict(type=\'vim\', dim={max(1, feats.shape[1] // 2)}))')
         self.origin = -np.linalg.pinv(self.fc_weight) @ self.fc_bias
+        # float64: the score is a difference of two large terms.
         centred = feats - self.origin
         covariance = gram(centred) / centred.shape[0]
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
@@ -58,14 +59,14 @@ class ViMScore(BaseScore):
         self.residual_basis = np.ascontiguousarray(
             eigenvectors[:, order[self.dim:]])
         residual = np.linalg.norm(centred @ self.residual_basis, axis=1)
-        logits = feats @ self.fc_weight.T + self.fc_bias
+        logits = self.linear(feats)
         self.alpha = float(logits.max(axis=1).mean() / residual.mean())
         self.fit_info['alpha'] = self.alpha
 
     def _score(self, feats: np.ndarray, logits: Optional[np.ndarray]
                ) -> Tuple[np.ndarray, None]:
-        feats = feats.astype(np.float64)
         logits = self._logits(feats, logits)
         residual = np.linalg.norm(
-            (feats - self.origin) @ self.residual_basis, axis=1)
+            (np.asarray(feats, np.float64) - self.origin)
+            @ self.residual_basis, axis=1)
         return energy(logits) - self.alpha * residual, None
