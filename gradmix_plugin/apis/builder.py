@@ -193,6 +193,19 @@ def extract_outputs(model: torch.nn.Module,
     return outputs
 
 
+def _wrapped_dataset_record(dataset: dict) -> dict:
+    """Type, root, prefix and split of the dataset an OSRDataset wraps."""
+    inner = dataset.get('dataset', dataset)
+    if not isinstance(inner, dict):
+        return dict(type=type(inner).__name__,
+                    data_root=getattr(inner, 'data_root', None))
+    return {
+        key: _plain(inner.get(key))
+        for key in ('type', 'data_root', 'data_prefix', 'split')
+        if inner.get(key) is not None
+    }
+
+
 def build_detector(cfg: Config,
                    checkpoint: str,
                    score: str = 'class_knn',
@@ -299,6 +312,7 @@ def build_detector(cfg: Config,
     provenance = collect_provenance(cfg, 'test_dataloader', checkpoint)
     provenance.update(
         bank=dict(
+            dataset=_wrapped_dataset_record(bank_dataset),
             subset=bank_dataset.get('subset', 'known'),
             holdout=holdout,
             holdout_seed=seed if holdout is not None else None,

@@ -43,6 +43,7 @@ def test_plain_bank_dataset_gets_a_held_out_split(tmp_path):
     detector = build_detector(
         cfg, str(ckpt), model=get_model(DIGITS), holdout=0.2)
     assert detector.classes == tuple(str(d) for d in range(10))
+    assert detector.provenance['bank']['dataset']['type'] == 'DigitsDataset'
     assert detector.threshold_source == 'known_holdout'
     sizes = (detector.provenance['bank']['size'],
              detector.provenance['threshold_images']['size'])
