@@ -16,10 +16,11 @@ Examples:
 import argparse
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 from gradmix_plugin.apis.builder import build_detector
+from gradmix_plugin.utils import read_config
 from gradmix_plugin.utils.config_rules import merge_options
 
 
@@ -91,7 +92,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = merge_options(Config.fromfile(args.config), args.cfg_options)
+    cfg = merge_options(read_config(args.config), args.cfg_options)
     detector = build_detector(
         cfg,
         args.checkpoint,

@@ -16,10 +16,11 @@ import json
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 from gradmix_plugin.apis import OSRInferencer
+from gradmix_plugin.utils import read_config
 from gradmix_plugin.utils.config_rules import merge_options
 
 #: Columns of the CSV (and keys of the JSON rows).
@@ -74,7 +75,7 @@ def write_predictions(rows: list, path: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    cfg = merge_options(Config.fromfile(args.config), args.cfg_options)
+    cfg = merge_options(read_config(args.config), args.cfg_options)
     inferencer = OSRInferencer(
         cfg,
         detector=args.detector,

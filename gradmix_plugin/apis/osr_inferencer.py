@@ -20,6 +20,7 @@ from mmpretrain.structures import DataSample
 from mmpretrain.utils import track
 
 from ..utils.config_rules import merge_data_preprocessor
+from ..utils.quiet import read_config
 from .builder import load_osr_model
 from .detector import DetectorMismatchError, OSRDetector
 
@@ -184,7 +185,7 @@ class OSRInferencer(ImageClassificationInferencer):
             if isinstance(model, Config):
                 cfg = copy.deepcopy(model)
             elif str(model).endswith('.py'):
-                cfg = Config.fromfile(model)
+                cfg = read_config(str(model))
             else:  # a model name of mmpretrain's model hub
                 cfg = ModelHub.get(str(model)).config
             merge_data_preprocessor(cfg)
