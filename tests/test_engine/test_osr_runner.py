@@ -160,3 +160,19 @@ def test_dataset_replaced_since_the_file_was_read_is_not_tied():
     apply_config_rules(cfg)
     assert cfg.train_dataloader.dataset.dataset == dict(
         type='DigitsDataset', split='train')
+
+
+def test_report_hook_without_osr_metric_says_so(tmp_path):
+    from gradmix_plugin.engine.hooks import OSRReportHook
+    runner = types.SimpleNamespace(
+        test_evaluator=types.SimpleNamespace(metrics=[]),
+        logger=types.SimpleNamespace(
+            warning=lambda message: messages.append(message)),
+        work_dir=str(tmp_path))
+    messages = []
+    OSRReportHook().after_test_epoch(runner, metrics={'accuracy': 50.0})
+    assert messages == [
+        'OSRReportHook: test_evaluator has no OSRMetric; no '
+        'osr_metrics.json is written'
+    ]
+    assert not (tmp_path / 'osr_metrics.json').exists()
