@@ -1,20 +1,15 @@
 """tools/summarize_osr.py: refusal of duplicate and mixed runs, the
 summaries (markdown, CSV, LaTeX, plot) against numpy."""
 import csv
-import importlib
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
+from helpers import load_tool
 
 from gradmix_plugin.evaluation import METRICS_FILENAME, save_osr_metrics
 
-TOOLS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))), 'tools')
-if TOOLS not in sys.path:
-    sys.path.append(TOOLS)  # last: tools/test.py must not shadow `test`
-summarize_osr = importlib.import_module('summarize_osr')
+summarize_osr = load_tool('summarize_osr')
 
 
 def provenance(split, seed, **changes):
