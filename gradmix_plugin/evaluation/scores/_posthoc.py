@@ -5,9 +5,17 @@ from ..functional._utils import logsumexp_rows
 
 
 def energy(logits: np.ndarray) -> np.ndarray:
-    """``logsumexp`` of float64 logits over classes (OpenOOD's ``ebo``
-    confidence at temperature 1)."""
-    return logsumexp_rows(np.asarray(logits, np.float64))
+    """``logsumexp`` of the logits over classes (OpenOOD's ``ebo``
+    confidence at temperature 1), float64. float32 logits (the final
+    layer's product) are exponentiated in float32, as OpenOOD does, and
+    summed in float64."""
+    logits = np.asarray(logits)
+    if logits.dtype != np.float32:
+        return logsumexp_rows(np.asarray(logits, np.float64))
+    top = logits.max(axis=1, keepdims=True)
+    shifted = logits - top
+    np.exp(shifted, out=shifted)
+    return np.log(shifted.sum(axis=1, dtype=np.float64)) + top[:, 0]
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:

@@ -41,5 +41,5 @@ class ASHScore(BaseScore):
         fill = feats.sum(axis=1, keepdims=True, dtype=np.float64) / max(k, 1)
         shaped = np.where(top_k_mask(feats, k), fill.astype(np.float32),
                           np.float32(0))
-        logits = self.linear(shaped)
+        logits = self.linear32(shaped)
         return energy(logits), logits.argmax(axis=1)

@@ -182,11 +182,21 @@ class BaseScore:
                 f'the final layer takes {self.fc_weight.shape[1]}; the '
                 "score needs the 'feats' model output (the input of the "
                 'final linear layer)')
+        return self.linear32(feats).astype(np.float64)
+
+    def linear32(self, feats: np.ndarray) -> np.ndarray:
+        """``feats @ W^T + b`` in float32."""
+        if feats.shape[1] != self.fc_weight.shape[1]:
+            raise ScoreInputError(
+                f'{self.name}: feats have {feats.shape[1]} dimensions but '
+                f'the final layer takes {self.fc_weight.shape[1]}')
         if self._fc_weight32 is None:
             self._fc_weight32 = np.ascontiguousarray(
                 self.fc_weight.T, np.float32)
+            self._fc_bias32 = self.fc_bias.astype(np.float32)
         product = np.asarray(feats, np.float32) @ self._fc_weight32
-        return product.astype(np.float64) + self.fc_bias
+        product += self._fc_bias32
+        return product
 
     # -- scoring ----------------------------------------------------------
     def score(self,
@@ -253,3 +263,4 @@ class BaseScore:
     fc_weight: Optional[np.ndarray] = None
     fc_bias: Optional[np.ndarray] = None
     _fc_weight32: Optional[np.ndarray] = None
+    _fc_bias32: Optional[np.ndarray] = None

@@ -47,6 +47,6 @@ class DICEScore(BaseScore):
 
     def _score(self, feats: np.ndarray, logits: Optional[np.ndarray]
                ) -> Tuple[np.ndarray, np.ndarray]:
-        logits = (np.asarray(feats, np.float32) @ self._masked_weight32
-                  ).astype(np.float64) + self.fc_bias
+        logits = np.asarray(feats, np.float32) @ self._masked_weight32
+        logits += self.fc_bias.astype(np.float32)
         return energy(logits), logits.argmax(axis=1)

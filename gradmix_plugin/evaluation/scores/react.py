@@ -43,6 +43,6 @@ class ReActScore(BaseScore):
 
     def _score(self, feats: np.ndarray, logits: Optional[np.ndarray]
                ) -> Tuple[np.ndarray, np.ndarray]:
-        clipped = self.linear(
+        clipped = self.linear32(
             np.minimum(feats, np.float32(self.threshold), dtype=np.float32))
         return energy(clipped), clipped.argmax(axis=1)

@@ -41,5 +41,5 @@ class SCALEScore(BaseScore):
         kept = np.where(top_k_mask(feats, k), feats,
                         np.float32(0)).sum(axis=1, dtype=np.float64)
         scaled = feats * np.exp(total / kept).astype(np.float32)[:, None]
-        logits = self.linear(scaled)
+        logits = self.linear32(scaled)
         return energy(logits), logits.argmax(axis=1)

@@ -58,8 +58,11 @@ class ViMScore(BaseScore):
         order = np.argsort(-eigenvalues, kind='stable')
         self.residual_basis = np.ascontiguousarray(
             eigenvectors[:, order[self.dim:]])
-        residual = np.linalg.norm(centred @ self.residual_basis, axis=1)
-        logits = self.linear(feats)
+        # alpha is a ratio of means: the training residuals in float32.
+        residual = np.linalg.norm(
+            centred.astype(np.float32) @ self.residual_basis.astype(
+                np.float32), axis=1).astype(np.float64)
+        logits = self.linear32(feats).astype(np.float64)
         self.alpha = float(logits.max(axis=1).mean() / residual.mean())
         self.fit_info['alpha'] = self.alpha
 
