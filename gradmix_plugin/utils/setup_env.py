@@ -186,6 +186,11 @@ def build_runner(cfg: Config) -> Runner:
     return RUNNERS.build(cfg)
 
 
+#: Seconds a CPU (gloo) process group waits for a stalled rank unless
+#: ``env_cfg.dist_cfg.timeout`` says otherwise (torch's default is 1800).
+CPU_DIST_TIMEOUT = 600
+
+
 def setup_distributed(cfg: Config, launcher: str) -> None:
     """Prepare a distributed run; on CPU, use gloo and device-less DDP.
 
@@ -199,7 +204,9 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     slurm launcher takes them (``SLURM_PROCID``, ``SLURM_NTASKS``,
     ``SLURM_LOCALID``, the first host of ``SLURM_NODELIST``; the port from
     ``MASTER_PORT``, else 29500). With CUDA nothing is changed: mmengine
-    initialises nccl as configured.
+    initialises nccl as configured. On CPU a stalled rank stops the run
+    after ``env_cfg.dist_cfg.timeout`` seconds, :data:`CPU_DIST_TIMEOUT`
+    unless the config sets it.
 
     Args:
         cfg (Config): The config; ``env_cfg.dist_cfg`` and
@@ -253,8 +260,11 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
         cfg.env_cfg.dist_cfg = {}
     dist_cfg = cfg.env_cfg.dist_cfg
     dist_cfg['backend'] = 'gloo'
+    if dist_cfg.get('timeout') is None:
+        # gloo would wait 1800 s for a stalled rank.
+        dist_cfg['timeout'] = CPU_DIST_TIMEOUT
     if not torch_dist.is_initialized():
-        timeout = dist_cfg.get('timeout', 1800)
+        timeout = dist_cfg['timeout']
         torch_dist.init_process_group(
             backend='gloo',
             rank=int(os.environ['RANK']),

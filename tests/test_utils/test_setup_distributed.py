@@ -91,3 +91,15 @@ def test_mpi_on_cpu_names_the_launchers_that_work(cpu_task):
                        "with '--launcher pytorch'.* or srun with "
                        "'--launcher slurm'"):
         setup_env.setup_distributed(Config(), 'mpi')
+
+
+@pytest.mark.parametrize('given, expected',
+                         [(None, setup_env.CPU_DIST_TIMEOUT), (120, 120)])
+def test_cpu_process_group_timeout(cpu_task, given, expected):
+    """A CPU group waits CPU_DIST_TIMEOUT s for a stalled rank (not gloo's
+    1800 s) unless env_cfg.dist_cfg.timeout is set."""
+    cpu_task.setenv('RANK', '0')
+    cpu_task.setenv('WORLD_SIZE', '1')
+    cfg = Config(dict(env_cfg=dict(dist_cfg=dict(timeout=given))))
+    setup_env.setup_distributed(cfg, 'pytorch')
+    assert cfg.env_cfg.dist_cfg.timeout == expected
