@@ -18,8 +18,8 @@
 # Usage: benchmarks/digits_recipes_experiment.sh ROOT "0 1 2 3 4" "0"
 set -u
 ROOT=${1:-work_dirs/digits_recipes}
-SPLITS=${2:-"0 1 2 3 4"}
-SEEDS=${3:-"0"}
+SPLITS=${2-"0 1 2 3 4"}  # "" only summarises
+SEEDS=${3-"0"}
 PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
