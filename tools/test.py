@@ -13,15 +13,13 @@ Examples:
     bash tools/dist_test.sh CONFIG CHECKPOINT 2
 """
 import argparse
-import os.path as osp
 
-import torch
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
 from gradmix_plugin.utils import (
     add_runner_args,
-    distributed_teardown,
+    merge_test_args,
     parse_runner_args,
     read_config,
 )
@@ -56,38 +54,18 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     and writes the report (``OSRReportHook``)."""
     if args.amp:
         cfg.test_cfg.fp16 = True
-    cfg.load_from = args.checkpoint
-    cfg.resume = False
-    if args.allow_mismatch:
-        cfg.allow_mismatch = True
-    cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
-    if args.no_pin_memory:
-        cfg.test_dataloader.pin_memory = False
     hooks = [h for h in cfg.get('custom_hooks', None) or []
              if h.get('type') != 'OSRReportHook']
     cfg.custom_hooks = hooks + [
         dict(type='OSRReportHook', out=args.out, show_dir=args.show_dir)
     ]
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join(
-            './work_dirs',
-            osp.splitext(osp.basename(args.config))[0])
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.setdefault('runner_type', 'OSRRunner')
-    return cfg
+    return merge_test_args(cfg, args)
 
 
 def main() -> None:
     args = parse_args()
     cfg = merge_args(read_config(args.config), args)
-    with distributed_teardown():
-        runner = RUNNERS.build(cfg)
-        runner.test()
-        del runner  # the process group must not outlive the with block
+    RUNNERS.build(cfg).test()
 
 
 if __name__ == '__main__':

@@ -51,7 +51,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
-from mmpretrain.registry import DATASETS
+from mmpretrain.registry import DATASETS, RUNNERS
 from mmpretrain.registry import METRICS as METRIC_REGISTRY
 from torch.utils.data import Subset
 
@@ -66,12 +66,12 @@ from gradmix_plugin.engine.hooks import OSRBankHook
 from gradmix_plugin.evaluation import OSRMetric
 from gradmix_plugin.utils import (
     add_runner_args,
-    build_test_runner,
     collect_provenance,
     dataset_provenance,
     iter_dicts,
+    merge_test_args,
     parse_runner_args,
-    prepare_test_config,
+    read_config,
     safe_checkpoint_loading,
 )
 
@@ -591,8 +591,10 @@ def plot_heatmap(path: str, results: dict, metrics: Sequence[str],
 
 def main() -> None:
     args = parse_args()
-    cfg = prepare_test_config(Config.fromfile(args.config), args)
-    runner = build_test_runner(cfg, args.checkpoint, args.allow_mismatch)
+    runner = RUNNERS.build(
+        merge_test_args(read_config(args.config), args))
+    runner.check_before_test()
+    cfg = runner.cfg  # with the config rules of OSRRunner applied
     model = runner.model.module if is_model_wrapper(runner.model) \
         else runner.model
 

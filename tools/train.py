@@ -7,7 +7,6 @@ Examples:
     bash tools/dist_train.sh configs/gradmix_resnet18_cifar10.py 2
 """
 import argparse
-import os.path as osp
 
 import torch
 from mmengine.config import Config
@@ -16,7 +15,7 @@ from mmengine.registry import RUNNERS
 from gradmix_plugin.utils import (
     add_runner_args,
     apply_smoke,
-    distributed_teardown,
+    merge_tool_args,
     parse_runner_args,
     read_config,
 )
@@ -98,35 +97,16 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             loader.pin_memory = False
         if args.no_persistent_workers:
             loader.persistent_workers = False
-    cfg = merge_common_args(cfg, args)
+    cfg = merge_tool_args(cfg, args)
     if args.smoke is not None:
         apply_smoke(cfg, args.smoke)
-    return cfg
-
-
-def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """``--launcher``, ``--work-dir`` and ``--cfg-options``, as mmpretrain's
-    tools merge them, and the plugin's runner."""
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join(
-            './work_dirs',
-            osp.splitext(osp.basename(args.config))[0])
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.setdefault('runner_type', 'OSRRunner')
     return cfg
 
 
 def main() -> None:
     args = parse_args()
     cfg = merge_args(read_config(args.config), args)
-    with distributed_teardown():
-        runner = RUNNERS.build(cfg)
-        runner.train()
-        del runner  # the process group must not outlive the with block
+    RUNNERS.build(cfg).train()
 
 
 if __name__ == '__main__':

@@ -1,29 +1,20 @@
-"""Runner set-up shared by ``tools/train.py`` and ``tools/test.py``."""
+"""Runner set-up shared by the tools (``train.py``, ``test.py``,
+``test_robustness.py``): their common options, merged as mmpretrain's
+tools merge them, and the CPU process group."""
 import argparse
-import gc
 import os
 import os.path as osp
 import socket
 import subprocess
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
-from .checkpoint import check_checkpoint_fits, load_checkpoint_file
-from .config_rules import check_osr_evaluator, iter_dicts, merge_options
-from .provenance import (
-    check_provenance,
-    dataset_provenance,
-    recorded_provenance,
-)
+from .config_rules import iter_dicts, merge_options
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
@@ -171,21 +162,6 @@ def free_port(host: str = '127.0.0.1') -> int:
         return sock.getsockname()[1]
 
 
-def build_runner(cfg: Config) -> Runner:
-    """Set up distribution for ``cfg.launcher`` and build the Runner.
-
-    Args:
-        cfg (Config): A config prepared by :func:`prepare_config`.
-
-    Returns:
-        Runner: mmengine's ``Runner``, or the ``runner_type`` of the config.
-    """
-    setup_distributed(cfg, cfg.launcher)
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
-
-
 #: Seconds a CPU (gloo) process group waits for a stalled rank unless
 #: ``env_cfg.dist_cfg.timeout`` says otherwise (torch's default is 1800).
 CPU_DIST_TIMEOUT = 600
@@ -283,90 +259,53 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     cfg.model_wrapper_cfg = wrapper_cfg
 
 
-@contextmanager
-def distributed_teardown() -> Iterator[None]:
-    """Tear the process group down when the work inside ends.
-
-    gloo runs worker threads that live as long as the process group
-    object. If that object is still alive when the interpreter exits (held
-    by the DDP wrapper of a Runner in a reference cycle, or never destroyed)
-    its threads are torn down with the process and it can abort with
-    ``terminate called without an active exception`` (SIGABRT) although
-    the work succeeded. On success every rank therefore waits for the
-    others (a barrier), destroys the group and collects the garbage, so the
-    group dies while the interpreter is alive; the work inside must drop
-    its references to the Runner first (``del runner``). On an error the
-    group is aborted, which needs no other rank, so a failing rank neither
-    hangs nor hides its traceback.
-    """
-    try:
-        yield
-    except BaseException:
-        if torch_dist.is_available() and torch_dist.is_initialized():
-            try:
-                torch_dist.distributed_c10d._abort_process_group()
-            except Exception as err:  # not every backend can abort
-                print_log(f'could not abort the process group: {err}',
-                          logger='current')
-        raise
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.barrier()
-        torch_dist.destroy_process_group()
-    gc.collect()
-
-
-def prepare_test_config(cfg: Config, args: argparse.Namespace) -> Config:
-    """The config of a tool that tests ``args.checkpoint``.
-
-    Loads the checkpoint without resuming, pins memory only with CUDA (and
-    never with ``--no-pin-memory``) and applies :func:`prepare_config`.
+def merge_tool_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """``--launcher``, ``--work-dir`` and ``--cfg-options`` of a tool, merged
+    as mmpretrain's tools merge them, and :class:`OSRRunner` as the runner
+    when the config names none (it applies the config rules).
 
     Args:
-        cfg (Config): The config as parsed from ``args.config``.
-        args (argparse.Namespace): With ``config``, ``checkpoint``,
-            ``work_dir``, ``launcher``, ``cfg_options`` and
-            ``no_pin_memory`` (see :func:`add_runner_args`).
+        cfg (Config): The config as read from ``args.config``.
+        args (argparse.Namespace): With ``config``, ``launcher``,
+            ``work_dir`` and ``cfg_options`` (see :func:`add_runner_args`).
+
+    Returns:
+        Config: The same config, updated in place.
+    """
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join(
+            './work_dirs',
+            osp.splitext(osp.basename(args.config))[0])
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.setdefault('runner_type', 'OSRRunner')
+    return cfg
+
+
+def merge_test_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """The config of a tool that tests ``args.checkpoint``.
+
+    Loads the checkpoint without resuming (``OSRRunner`` checks its
+    provenance and fit before testing), ``--allow-mismatch``, pinned memory
+    only with CUDA (never with ``--no-pin-memory``), then
+    :func:`merge_tool_args`.
+
+    Args:
+        cfg (Config): The config as read from ``args.config``.
+        args (argparse.Namespace): With ``checkpoint``, ``allow_mismatch``,
+            ``no_pin_memory`` and what :func:`merge_tool_args` reads.
 
     Returns:
         Config: The same config, updated in place.
     """
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    if args.allow_mismatch:
+        cfg.allow_mismatch = True
     cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
     if args.no_pin_memory:
         cfg.test_dataloader.pin_memory = False
-    return prepare_config(cfg, args.config, args.work_dir, args.launcher,
-                          args.cfg_options)
-
-
-def build_test_runner(cfg: Config,
-                      checkpoint: str,
-                      allow_mismatch: bool = False) -> Runner:
-    """Check everything that can be checked, then build the test Runner.
-
-    Before anything is built: the test evaluator has an ``OSRMetric`` and
-    the checkpoint records the protocol, split, classes and dataset of the
-    config's test set (:func:`check_provenance`). After the Runner is
-    built: the checkpoint fits the model exactly
-    (:func:`check_checkpoint_fits`; mmengine itself only warns).
-
-    Args:
-        cfg (Config): A config prepared by :func:`prepare_test_config`.
-        checkpoint (str): The checkpoint to test.
-        allow_mismatch (bool): Warn instead of refusing a checkpoint
-            trained on other data. Defaults to False.
-
-    Returns:
-        Runner: The Runner, ready for ``runner.test()``.
-    """
-    check_osr_evaluator(cfg.get('test_evaluator'), 'test_evaluator')
-    loaded = load_checkpoint_file(checkpoint, 'cpu')
-    check_provenance(
-        recorded_provenance(loaded),
-        dataset_provenance(cfg, 'test_dataloader'), checkpoint,
-        allow_mismatch)
-    runner = build_runner(cfg)
-    model = runner.model.module if is_model_wrapper(runner.model) \
-        else runner.model
-    check_checkpoint_fits(model, checkpoint, loaded)
-    return runner
+    return merge_tool_args(cfg, args)

@@ -88,8 +88,7 @@ def teardown_distributed() -> None:
     active exception``) after the work succeeded. Every rank waits for the
     others (a barrier), destroys the group, drops the DDP wrappers of the
     runners still alive and collects the garbage. Nothing is done when no
-    group exists (e.g. ``distributed_teardown`` of the plugin's tools has
-    run).
+    group exists (e.g. the user's code destroyed it).
     """
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
         return
