@@ -1,6 +1,7 @@
 """Every config builds and trains; the digits demo learns open-set
 recognition."""
 import glob
+import json
 import os.path as osp
 
 import pytest
@@ -166,10 +167,19 @@ def test_ood_configs_test_every_source(path, tmp_path):
     """The test loop of the OOD benchmark configs (as tools/test.py runs
     it) reports every OOD source."""
     cfg = make_tiny(Config.fromfile(path), tmp_path)
-    metrics = Runner.from_cfg(prepare_config(cfg, path)).test()
-    for source in cfg.test_dataloader.dataset.ood_datasets:
-        assert f'osr/ood={source.name}/mahalanobis/auroc' in metrics
+    runner = RUNNERS.build(prepare_config(cfg, path))  # OSRRunner
+    metrics = runner.test()
+    sources = [s.name for s in cfg.test_dataloader.dataset.ood_datasets]
+    for source in sources:
+        assert f'osr/ood={source}/mahalanobis/auroc' in metrics
     assert 'osr/mls/openood_fpr95' in metrics
+    # osr_metrics.json names every OOD source the numbers come from.
+    with open(osp.join(runner.work_dir, 'osr_metrics.json')) as file:
+        evaluation = json.load(file)['provenance']['evaluation']
+    recorded = evaluation['test_set']['ood_sources']
+    assert [s['name'] for s in recorded] == sources
+    assert all(s['size'] > 0 and s['type'] for s in recorded)
+    assert evaluation['bank_size'] > 0
 
 
 def test_one_option_selects_the_split_everywhere():

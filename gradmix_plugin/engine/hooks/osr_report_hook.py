@@ -71,6 +71,7 @@ class OSRReportHook(Hook):
                          metrics: Optional[Dict[str, float]] = None) -> None:
         """Write the report of the test metrics (main process only)."""
         from ...evaluation import OSRMetric, write_osr_report
+        from ...evaluation.provenance import evaluation_provenance
 
         if not is_main_process() or metrics is None:
             return
@@ -94,7 +95,10 @@ class OSRReportHook(Hook):
             out_dir=self.out_dir or runner.work_dir,
             npz_path=self.out,
             show_dir=self.show_dir,
-            provenance=collect_provenance(runner.cfg, 'test_dataloader',
-                                          checkpoint))
+            provenance=dict(
+                collect_provenance(runner.cfg, 'test_dataloader',
+                                   checkpoint),
+                evaluation=evaluation_provenance(
+                    runner.test_dataloader.dataset, osr_metric)))
         runner.logger.info(
             'OSR report: ' + ', '.join(sorted(written.values())))
