@@ -9,6 +9,7 @@ import os.path as osp
 import signal
 import time
 
+import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
@@ -25,7 +26,7 @@ class LossRecorderHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
         self.records.append(
-            {key: float(value)
+            {key: float(torch.as_tensor(value).detach())
              for key, value in outputs.items()})
 
     def after_train(self, runner) -> None:
