@@ -168,7 +168,9 @@ def test_empty_folder_is_refused(digits_setup, tmp_path):
 
 def test_every_shipped_config_has_a_test_pipeline_where_mmpretrain_reads_it():
     import glob
-    configs = sorted(glob.glob(osp.join(REPO, 'configs', '*.py'))) + [
+    configs = sorted(
+        glob.glob(osp.join(REPO, 'configs', '*.py')) +
+        glob.glob(osp.join(REPO, 'configs', 'reference', '*.py'))) + [
         osp.join(REPO, 'configs', 'examples',
                  'mmpretrain_project_ce_gradmix.py')
     ]
