@@ -19,21 +19,23 @@ _base_ = ['./ce_resnet18_cifar10_ood.py']
 openood_root = 'data/openood'
 
 
-def _imglist(source, pipeline):
-    return dict(
+def _imglist(source, pipeline=None):
+    dataset = dict(
         type='OpenOODImglist',
         data_root=openood_root,
         benchmark='cifar10',
         source=source,
-        split='test',
-        pipeline=pipeline)
+        split='test')
+    return dataset if pipeline is None else dict(dataset, pipeline=pipeline)
 
 
 test_dataloader = dict(
     dataset=dict(
         _delete_=True,
         type='OODDataset',
-        id_dataset=_imglist('cifar10', _base_.ood_pipeline),
+        id_dataset=_imglist('cifar10'),
+        # The ID set's pipeline, where mmpretrain's inferencer reads it.
+        pipeline=_base_.ood_pipeline,
         ood_datasets=[
             dict(name=name, dataset=_imglist(name, _base_.ood_pipeline))
             for name in ('cifar100', 'tin', 'mnist', 'svhn', 'texture',

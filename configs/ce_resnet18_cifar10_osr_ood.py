@@ -13,7 +13,7 @@ _base_ = [
 ]
 
 
-def _split_test(subset):
+def _split_test(subset, pipeline=None):
     return dict(
         type='OSRDataset',
         protocol='cifar10',
@@ -22,8 +22,8 @@ def _split_test(subset):
         dataset=dict(
             type=_base_.dataset_type,
             data_root=_base_.data_root,
-            data_prefix='test',
-            pipeline=_base_.test_pipeline))
+            data_prefix='test'),
+        pipeline=pipeline)
 
 
 test_dataloader = dict(
@@ -31,8 +31,12 @@ test_dataloader = dict(
         _delete_=True,
         type='OODDataset',
         id_dataset=_split_test('known'),
+        # The ID set's pipeline, where mmpretrain's inferencer reads it.
+        pipeline=_base_.test_pipeline,
         ood_datasets=[
-            dict(name='unknown', dataset=_split_test('unknown')),
+            dict(
+                name='unknown',
+                dataset=_split_test('unknown', _base_.test_pipeline)),
             _base_.tin_ood,
             _base_.mnist_ood,
         ],

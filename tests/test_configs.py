@@ -71,18 +71,24 @@ def tiny_dataset(dataset):
     an ``OSRDataset``; for an ``OODDataset``, its ID set likewise and every
     OOD source the unknown training digits, disjoint from the ID images)."""
     if dataset.type == 'OODDataset':
+        pipeline = dataset.pop('pipeline', None)
+        if pipeline:  # the ID set's, given to the wrapper
+            dataset.id_dataset.pipeline = pipeline
         dataset.id_dataset = tiny_dataset(dataset.id_dataset)
         for source in dataset.ood_datasets:
             inner = source.dataset.get('dataset', source.dataset)
+            pipeline = source.dataset.get('pipeline') or inner.pipeline
             source.dataset = tiny_dataset(
                 ConfigDict(type='OSRDataset', subset='unknown',
-                           dataset=dict(inner, data_prefix='train')))
+                           dataset=dict(inner, data_prefix='train',
+                                        pipeline=pipeline)))
         return dataset
     if dataset.type == 'OSRDataset':
         dataset.update(protocol='digits', split=0)
         dataset.pop('unknown_dataset', None)
-        if 'pipeline' in dataset:  # given to the wrapper
-            dataset.dataset.pipeline = dataset.pop('pipeline')
+        pipeline = dataset.pop('pipeline', None)
+        if pipeline:  # given to the wrapper
+            dataset.dataset.pipeline = pipeline
         dataset.dataset = digits_instead(dataset.dataset, 120)
         return dataset
     return digits_instead(dataset, 120)

@@ -40,6 +40,13 @@ def _fingerprints(dataset) -> Optional[Set[str]]:
     return prints
 
 
+def _type_name(dataset) -> str:
+    """The ``type`` of a dataset config, or the class of a built one."""
+    if isinstance(dataset, dict):
+        return repr(dataset.get('type'))
+    return type(dataset).__name__
+
+
 @DATASETS.register_module()
 class OODDataset:
     """An in-distribution (ID) test set followed by named OOD datasets.
@@ -75,6 +82,11 @@ class OODDataset:
             sources, reported as the mean over their sources, e.g.
             ``dict(near=['cifar100', 'tin'], far=['mnist', 'svhn'])``.
             Defaults to None.
+        pipeline (Sequence[dict], optional): The test pipeline of the ID
+            set, handed to the ``id_dataset`` config; here mmpretrain's
+            inferencers find it (``cfg.test_dataloader.dataset.pipeline``).
+            An ``id_dataset`` with a pipeline of its own is refused. The
+            OOD sets keep their own pipelines. Defaults to None.
         lazy_init (bool): Whether to defer loading and checking the datasets
             until first use. Defaults to False.
     """
@@ -83,7 +95,17 @@ class OODDataset:
                  id_dataset: Union[dict, object],
                  ood_datasets: Sequence[dict],
                  ood_groups: Optional[Mapping[str, Sequence[str]]] = None,
+                 pipeline: Optional[Sequence[dict]] = None,
                  lazy_init: bool = False):
+        if pipeline is not None:
+            if not isinstance(id_dataset, dict) or id_dataset.get(
+                    'pipeline'):
+                raise ValueError(
+                    'OODDataset has a `pipeline` and so does its '
+                    f'`id_dataset` ({_type_name(id_dataset)}); give the ID '
+                    'pipeline once, in the OODDataset (where mmpretrain '
+                    'reads it)')
+            id_dataset = dict(id_dataset, pipeline=list(pipeline))
         if isinstance(ood_datasets, dict) or not ood_datasets:
             raise ValueError(
                 'OODDataset `ood_datasets` must be a non-empty list of '

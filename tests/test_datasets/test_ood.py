@@ -209,3 +209,26 @@ def test_bad_configurations(png_root, gray_root):
     assert ('OODDataset `ood_datasets.0.dataset` of type '
             "'CustomDataset' with data_root='/no/such/folder'") in str(
                 info.value.__notes__)
+
+
+def test_pipeline_is_handed_to_the_id_dataset(png_root, gray_root):
+    """``OODDataset(pipeline=...)`` is the ID set's pipeline (where
+    mmpretrain's inferencer reads it); the sources keep theirs; given twice
+    it is refused."""
+    sources = [('gray', folder(gray_root))]
+    no_pipeline = dict(digits_known(), pipeline=None)
+    no_pipeline['dataset'] = dict(no_pipeline['dataset'], pipeline=None)
+    dataset = DATASETS.build(
+        dict(type='OODDataset', id_dataset=no_pipeline,
+             pipeline=[dict(type='Resize', scale=(16, 16)),
+                       dict(type='PackInputs')],
+             ood_datasets=[dict(name=n, dataset=d) for n, d in sources]))
+    assert dataset[0]['inputs'].shape[-2:] == (16, 16)  # as given
+    assert dataset[len(dataset) - 1]['inputs'].shape[-2:] == (32, 32)
+    with pytest.raises(ValueError, match='OODDataset has a `pipeline` and '
+                       "so does its `id_dataset` \\('OSRDataset'\\)"):
+        DATASETS.build(
+            dict(type='OODDataset', id_dataset=dict(
+                digits_known(), pipeline=[dict(type='PackInputs')]),
+                 pipeline=[dict(type='PackInputs')],
+                 ood_datasets=[dict(name=n, dataset=d) for n, d in sources]))

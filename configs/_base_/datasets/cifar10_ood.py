@@ -14,8 +14,9 @@ test_dataloader = dict(
         id_dataset=dict(
             type=_base_.dataset_type,
             data_root=_base_.data_root,
-            data_prefix='test',
-            pipeline=_base_.test_pipeline),
+            data_prefix='test'),
+        # The ID set's pipeline, where mmpretrain's inferencer reads it.
+        pipeline=_base_.test_pipeline,
         ood_datasets=[_base_.tin_ood, _base_.mnist_ood],
         # OpenOOD's groups; add 'cifar100' to near and 'svhn', 'texture',
         # 'places365' to far with those sources.
