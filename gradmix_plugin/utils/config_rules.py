@@ -208,7 +208,8 @@ def merge_data_preprocessor(cfg: Config) -> None:
 
 def merge_options(cfg: Config,
                   options: Optional[Dict[str, Any]] = None) -> Config:
-    """Merge ``--cfg-options`` and apply the rules of this module.
+    """Merge ``--cfg-options``, then apply :func:`apply_config_rules` (the
+    rules ``OSRRunner`` applies), for tools that build no runner.
 
     Args:
         cfg (Config): The config as parsed from its file.
@@ -219,19 +220,13 @@ def merge_options(cfg: Config,
         Config: The same config, updated in place.
 
     Raises:
-        ConfigConflictError: A nested ``split`` contradicting ``osr_split``,
-            or datasets sharing the training data root left disagreeing.
+        ConfigVariableError: A top-level key that would be ignored.
+        ConfigConflictError: A nested ``split`` or ``data_root``
+            contradicting the top-level one.
     """
-    options = dict(options or {})
-    root_before = training_data_root(cfg)
-    tied = ([] if root_before is None else _tied_data_root_paths(
-        cfg, root_before))
     if options:
-        cfg.merge_from_dict(options)
-    _apply_osr_split(cfg, options)
-    _apply_data_root(cfg, tied, root_before)
-    merge_data_preprocessor(cfg)
-    return cfg
+        cfg.merge_from_dict(dict(options))
+    return apply_config_rules(cfg)
 
 
 def find_osr_datasets(node: Any) -> Sequence[dict]:

@@ -175,3 +175,17 @@ def test_shipped_configs_pass_the_variable_rule_unchanged(path):
     cfg = Config.fromfile(path)
     assert cfg.runner_type == 'OSRRunner'
     apply_config_rules(cfg)
+
+
+@pytest.mark.parametrize('option, message', [
+    (dict(osr_spilt=3), r'osr_spilt=3 would be ignored: .* Did you mean '
+     r'osr_split\?'),
+    (dict(max_epochs=2), r'max_epochs=2 would be ignored'),
+])
+def test_tools_without_a_runner_refuse_ignored_options(option, message):
+    """merge_options (tools/build_detector.py, infer.py,
+    visualize_gradmix.py) applies the rules of OSRRunner: an option nothing
+    reads is refused, not silently dropped."""
+    from gradmix_plugin.utils import ConfigVariableError
+    with pytest.raises(ConfigVariableError, match=message):
+        merge_options(load(CE_CIFAR), option)
